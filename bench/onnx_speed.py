@@ -1,0 +1,98 @@
+"""Speed of the onnx provider against demucs-onnx on the same model, and its overhead over bare session.run.
+
+    .venv/bin/python bench/onnx_speed.py [--seconds 180] [--runs 5]
+
+One process, both sides warmed up (sessions created and cached), runs interleaved so machine noise
+hits both alike; medians reported. Measured:
+
+* ``stemkit`` — ``stemkit.separate(song, provider="onnx:htdemucs")``: the input is streamed and the
+  stems are written to float WAVs as segments finish (the StemSet is file-backed);
+* ``stemkit+load`` — the same, then every stem's ``.audio`` decoded, i.e. the arrays demucs-onnx returns;
+* ``demucs-onnx`` — ``demucs_onnx.separate(song, model="htdemucs")``, arrays in memory;
+* ``bare run`` — only ``InferenceSession.run`` over the same zero-padded segments (input pre-sliced).
+
+Targets (issue 5): stemkit / demucs-onnx <= 1.0; stemkit / bare run - 1 <= 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _onnx_common as common  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    import demucs_onnx
+    import stemkit
+    from demucs_onnx.inference import N_SAMPLES
+    from stemkit_onnx._sessions import load_session
+
+    model = common.bench_model_path()
+    common.serve_model(model)
+    song = common.song(args.seconds)
+    spec = common.stemkit_spec()
+
+    session, _ = load_session(model, ["CPUExecutionProvider"], threads=None, label="bench")
+    audio, _ = sf.read(song, dtype="float32", always_2d=True)
+    mix = np.ascontiguousarray(audio.T)
+    stride = N_SAMPLES - N_SAMPLES // 4
+    chunks = []
+    for start in range(0, max(1, mix.shape[1]), stride):
+        x = np.zeros((1, 2, N_SAMPLES), dtype=np.float32)
+        piece = mix[:, start : start + N_SAMPLES]
+        x[0, :, : piece.shape[1]] = piece
+        chunks.append(x)
+
+    def bare() -> None:
+        for x in chunks:
+            session.run(["stems"], {"mix": x})
+
+    def ours() -> None:
+        stemkit.separate(song, provider=spec).close()
+
+    def ours_loaded() -> None:
+        with stemkit.separate(song, provider=spec) as stems:
+            for stem in stems.values():
+                _ = stem.audio
+
+    def theirs() -> None:
+        demucs_onnx.separate(song, **common.demucs_kwargs())
+
+    cases = {"bare run": bare, "stemkit": ours, "stemkit+load": ours_loaded, "demucs-onnx": theirs}
+    for fn in cases.values():  # warm-up: sessions, page cache
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.runs):
+        for name, fn in cases.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+
+    med = {name: statistics.median(values) for name, values in times.items()}
+    per_segment = med["bare run"] / len(chunks)
+    print(f"input: {args.seconds:.0f} s stereo 44.1 kHz, {len(chunks)} segments; model {model.name} "
+          f"({per_segment * 1000:.0f} ms per segment); {args.runs} runs, median")
+    for name, values in times.items():
+        print(f"  {name:13s} {med[name]:7.3f} s   (runs: {', '.join(f'{v:.3f}' for v in values)})")
+    print(f"stemkit / demucs-onnx        = {med['stemkit'] / med['demucs-onnx']:.3f}   (target <= 1.0)")
+    print(f"stemkit+load / demucs-onnx   = {med['stemkit+load'] / med['demucs-onnx']:.3f}")
+    print(f"stemkit overhead over bare   = {100 * (med['stemkit'] / med['bare run'] - 1):+.1f} %   (target <= 5 %)")
+    print(f"stemkit+load overhead        = {100 * (med['stemkit+load'] / med['bare run'] - 1):+.1f} %")
+    print(f"demucs-onnx overhead         = {100 * (med['demucs-onnx'] / med['bare run'] - 1):+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The signal processing behind the dsp baseline: an exact STFT/iSTFT pair and the masks it applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+Float32 = npt.NDArray[np.float32]
+Complex64 = npt.NDArray[np.complex64]
+OVERLAP = 4  # hop = n_fft / 4: Hann analysis and synthesis windows overlap-add to a constant
+
+
+def stft(signal: Float32, n_fft: int) -> Complex64:
+    """(frames, bins) spectrum of a 1-D signal, centred frames, Hann window, hop n_fft/4."""
+    hop = n_fft // OVERLAP
+    padded = _pad(signal, n_fft)
+    frames = sliding_window_view(padded, n_fft)[::hop] * np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    return np.fft.rfft(frames, axis=-1).astype(np.complex64)
+
+
+def istft(spectrum: Complex64, n_fft: int, length: int) -> Float32:
+    """Inverse of :func:`stft` (weighted overlap-add, normalized by the summed squared window)."""
+    hop = n_fft // OVERLAP
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    frames = np.fft.irfft(spectrum, n=n_fft, axis=-1).astype(np.float32) * window
+    count = frames.shape[0]
+    total = (count - 1) * hop + n_fft
+    out = np.zeros(total + n_fft, dtype=np.float32)
+    norm = np.zeros(total + n_fft, dtype=np.float32)
+    square = window * window
+    # n_fft = OVERLAP * hop, so each quarter of every frame lands on one hop-aligned grid: add them as blocks.
+    for k in range(OVERLAP):
+        block = frames[:, k * hop : (k + 1) * hop]
+        out[k * hop : k * hop + count * hop].reshape(count, hop)[:] += block
+        norm[k * hop : k * hop + count * hop].reshape(count, hop)[:] += square[k * hop : (k + 1) * hop]
+    start = n_fft // 2
+    out = out[start : start + length]
+    norm = norm[start : start + length]
+    return np.asarray(out / np.maximum(norm, 1e-8), dtype=np.float32)
+
+
+def _pad(signal: Float32, n_fft: int) -> Float32:
+    hop = n_fft // OVERLAP
+    half = n_fft // 2
+    body = len(signal) + 2 * half
+    frames = max(1, -(-(body - n_fft) // hop) + 1)
+    tail = (frames - 1) * hop + n_fft - body
+    return np.pad(signal, (half, half + tail)).astype(np.float32)
+
+
+def box_smooth(values: npt.NDArray[np.float64], width: int, axis: int) -> npt.NDArray[np.float64]:
+    """Centred moving average along ``axis`` (edges average what exists), in O(n) via cumulative sums."""
+    n = values.shape[axis]
+    width = max(1, min(width, n))
+    moved = np.moveaxis(values, axis, 0)
+    csum = np.concatenate([np.zeros((1, *moved.shape[1:])), np.cumsum(moved, axis=0)], axis=0)
+    idx = np.arange(n)
+    lo = np.clip(idx - width // 2, 0, n)
+    hi = np.clip(idx + (width - width // 2), 0, n)
+    counts = (hi - lo).reshape(-1, *([1] * (moved.ndim - 1)))
+    out = (csum[hi] - csum[lo]) / counts
+    return np.moveaxis(out, 0, axis)
+
+
+def percussive_mask(power: npt.NDArray[np.float64], kernel: int) -> npt.NDArray[np.float32]:
+    """Soft mask of percussive energy: smoothing the log spectrogram across time keeps steady tones,
+    across frequency keeps broadband transients; their ratio (squared, Wiener-like) says which dominates."""
+    log_power = np.log(power + 1e-12)
+    harmonic = box_smooth(log_power, kernel, axis=0)
+    percussive = box_smooth(log_power, kernel, axis=1)
+    # exp(2·(p−h)) = (P/H)²; the logistic form avoids overflow for extreme ratios.
+    return (1.0 / (1.0 + np.exp(np.clip(harmonic - percussive, -30, 30) * 2.0))).astype(np.float32)
+
+
+def centre_mask(left: Complex64, right: Complex64, sharpness: float) -> npt.NDArray[np.float32]:
+    """How much each bin comes from the stereo centre: the inter-channel coherence, smoothed over a few
+    frames and raised to ``sharpness`` (1 = identical channels, 0 = one side only or uncorrelated)."""
+    cross = box_smooth(np.abs(left * np.conj(right)).astype(np.float64), 3, axis=0)
+    energy = box_smooth((np.abs(left) ** 2 + np.abs(right) ** 2).astype(np.float64), 3, axis=0)
+    coherence = np.clip(2.0 * cross / (energy + 1e-12), 0.0, 1.0)
+    return np.asarray(coherence**sharpness, dtype=np.float32)
+
+
+def lowpass(freqs: npt.NDArray[np.float64], cutoff: float, order: int = 8) -> npt.NDArray[np.float32]:
+    return np.asarray(1.0 / (1.0 + (freqs / cutoff) ** order), dtype=np.float32)

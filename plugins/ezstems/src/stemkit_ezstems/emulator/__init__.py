@@ -1,0 +1,43 @@
+"""The EzStems emulator, served by ``stemkit emulate ezstems`` (entry point group ``stemkit.emulators``).
+
+See :mod:`stemkit_ezstems.emulator._app` for what it does, its options and its faults.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from stemkit.hosted.emulator import EmulatorSettings
+from stemkit_ezstems.emulator._app import (
+    DEFAULT_API_KEY,
+    PREFIX,
+    EmulatorRuntime,
+    EmulatorState,
+    EzStemsSettings,
+    build,
+)
+from stemkit_ezstems.emulator._zips import CORRUPT_VARIANTS, HOSTILE_VARIANTS
+
+__all__ = [
+    "CORRUPT_VARIANTS",
+    "DEFAULT_API_KEY",
+    "EMULATOR",
+    "HOSTILE_VARIANTS",
+    "EmulatorRuntime",
+    "EmulatorState",
+    "EzStemsEmulator",
+    "EzStemsSettings",
+    "build",
+]
+
+
+class EzStemsEmulator:
+    """The object the ``ezstems`` entry point of ``stemkit.emulators`` names."""
+
+    api_path = PREFIX
+
+    def create_app(self, settings: EmulatorSettings) -> ASGIApp:
+        return build(settings).app
+
+
+EMULATOR = EzStemsEmulator()

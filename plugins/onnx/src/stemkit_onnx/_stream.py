@@ -1,0 +1,160 @@
+"""Block-wise audio in and out of the engine: decode → stereo → model rate, and back → files.
+
+The models run on 44.1 kHz stereo. Input is decoded in blocks, up-mixed if mono and resampled
+with a soxr stream (the same HQ filter demucs-onnx uses in one shot; the streamed output is the
+same); output blocks are resampled back with another stream, folded to the input's channel count
+and written to one float WAV per stem, cut or padded to the input's exact length.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from stemkit_onnx._engine import Float32Array, FrameSource
+
+__all__ = ["MODEL_RATE", "ModelRateInput", "StemFiles"]
+
+MODEL_RATE = 44_100
+_WAV_LIMIT_BYTES = 4_000_000_000  # RIFF's 32-bit sizes; beyond this write RF64
+
+
+def _stereo(block: Float32Array) -> Float32Array:
+    if block.shape[0] == 2:
+        return block
+    if block.shape[0] == 1:
+        return np.repeat(block, 2, axis=0)
+    raise ValueError(f"expected mono or stereo blocks, got {block.shape[0]} channels")
+
+
+class ModelRateInput(FrameSource):
+    """Stereo 44.1 kHz frames from ``(channels, n)`` blocks at ``sample_rate``, without reading ahead."""
+
+    def __init__(self, blocks: Iterator[Float32Array], sample_rate: int) -> None:
+        self._blocks = blocks
+        self._resampler: Any = (
+            None
+            if sample_rate == MODEL_RATE
+            else soxr.ResampleStream(sample_rate, MODEL_RATE, 2, dtype="float32", quality="HQ")
+        )
+        self._pending: deque[Float32Array] = deque()  # (2, n) blocks, the first partly consumed
+        self._offset = 0
+        self._exhausted = False
+
+    def _pull(self) -> bool:
+        """Queue the next model-rate block; False once input and resampler are drained."""
+        while not self._exhausted:
+            block = next(self._blocks, None)
+            if block is None:
+                self._exhausted = True
+                if self._resampler is not None:
+                    tail = self._resampler.resample_chunk(np.zeros((0, 2), dtype=np.float32), last=True)
+                    if len(tail):
+                        self._pending.append(np.asarray(tail, dtype=np.float32).T)
+                        return True
+                return False
+            stereo = _stereo(block)
+            if self._resampler is not None:
+                out = self._resampler.resample_chunk(np.ascontiguousarray(stereo.T))
+                if not len(out):
+                    continue
+                stereo = np.asarray(out, dtype=np.float32).T
+            if stereo.shape[1]:
+                self._pending.append(stereo)
+                return True
+        return False
+
+    def readinto(self, dst: Float32Array, count: int) -> int:
+        done = 0
+        while done < count:
+            if not self._pending and not self._pull():
+                break
+            head = self._pending[0]
+            n = min(count - done, head.shape[1] - self._offset)
+            dst[:, done : done + n] = head[:, self._offset : self._offset + n]
+            done += n
+            self._offset += n
+            if self._offset == head.shape[1]:
+                self._pending.popleft()
+                self._offset = 0
+        return done
+
+
+class StemFiles:
+    """Writes model-rate ``(S, 2, m)`` blocks as one float WAV per stem at the input's rate, channels, length."""
+
+    def __init__(self, paths: Sequence[Path], *, sample_rate: int, channels: int, frames: int) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"expected a mono or stereo target, got {channels} channels")
+        self.paths = list(paths)
+        self._channels = channels
+        self._frames = frames
+        self._written = 0
+        self._resampler: Any = (
+            None
+            if sample_rate == MODEL_RATE
+            else soxr.ResampleStream(MODEL_RATE, sample_rate, 2 * len(self.paths), dtype="float32", quality="HQ")
+        )
+        fmt = "WAV" if frames * channels * 4 < _WAV_LIMIT_BYTES else "RF64"
+        self._files: list[Any] = []
+        try:
+            for path in self.paths:
+                self._files.append(
+                    sf.SoundFile(path, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype="FLOAT")
+                )
+        except BaseException:
+            self._close_files()
+            raise
+
+    def write(self, block: Float32Array) -> None:
+        n_stems, _, m = block.shape
+        if self._resampler is None:
+            frames_first = block.transpose(0, 2, 1)  # (S, m, 2), a view
+        else:
+            interleaved = np.ascontiguousarray(block.reshape(n_stems * 2, m).T)
+            out = self._resampler.resample_chunk(interleaved)
+            frames_first = np.asarray(out, dtype=np.float32).reshape(-1, n_stems, 2).transpose(1, 0, 2)
+        self._emit(frames_first)
+
+    def _emit(self, frames_first: Float32Array) -> None:
+        take = min(frames_first.shape[1], self._frames - self._written)
+        if take <= 0:
+            return
+        for k, fh in enumerate(self._files):
+            data = frames_first[k, :take]
+            if self._channels == 1:
+                data = data.mean(axis=1, keepdims=True, dtype=np.float32)
+            fh.write(np.ascontiguousarray(data))
+        self._written += take
+
+    def finish(self) -> None:
+        """Flush the resampler, pad to the exact length, close the files."""
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros((0, 2 * len(self._files)), dtype=np.float32), last=True)
+            if len(tail):
+                self._emit(np.asarray(tail, dtype=np.float32).reshape(-1, len(self._files), 2).transpose(1, 0, 2))
+        missing = self._frames - self._written
+        if missing > 0:
+            silence = np.zeros((len(self._files), missing, 2), dtype=np.float32)
+            self._emit(silence)
+        self._close_files()
+
+    def _close_files(self) -> None:
+        for fh in self._files:
+            fh.close()
+        self._files = []
+
+    def __enter__(self) -> StemFiles:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close_files()

@@ -1,0 +1,194 @@
+"""The streaming overlap-add engine against independent references and demucs-onnx's own loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from demucs_onnx import inference as demucs_inference
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stemkit_onnx._engine import ArrayFrames, FrameSource, SegmentPlan, run_overlap_add, transition_window
+from stemkit_onnx.testing import fir_model, fir_reference, gain_model
+
+SEGMENT = 64  # stride 48, overlap 16: many segments from a few hundred samples
+MATRIX = np.array(
+    [
+        [[1.0, 0.0], [0.0, 1.0]],
+        [[0.5, 0.25], [-0.25, 0.5]],
+        [[0.0, 2.0], [3.0, 0.0]],
+    ],
+    dtype=np.float32,
+)
+TAPS = np.array(
+    [[1.0, -0.5, 0.25, 0.125, -1.0], [0.3, 0.3, 0.3, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]], dtype=np.float32
+)
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ort.InferenceSession]:
+    root = tmp_path_factory.mktemp("engine-models")
+    return {
+        "gain": _session(gain_model(root / "gain.onnx", MATRIX, segment=SEGMENT)),
+        "fir": _session(fir_model(root / "fir.onnx", TAPS, segment=SEGMENT)),
+    }
+
+
+def _runner(session: ort.InferenceSession) -> Callable[[np.ndarray], list[np.ndarray]]:
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        y = session.run(["stems"], {"mix": x})[0][0]
+        return [y[k] for k in range(y.shape[0])]
+
+    return run
+
+
+def _stemkit(session: ort.InferenceSession, audio: np.ndarray, source: FrameSource | None = None) -> np.ndarray:
+    blocks: list[np.ndarray] = []
+    n_stems = session.get_outputs()[0].shape[1]
+    total = run_overlap_add(
+        source or ArrayFrames(audio), _runner(session), segment=SEGMENT, n_stems=n_stems, emit=blocks.append
+    )
+    assert total == audio.shape[1]
+    return np.concatenate(blocks, axis=2)
+
+
+def _demucs(session: ort.InferenceSession, audio: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    """demucs-onnx's own chunked loop, with its segment constant set to the test model's."""
+    monkeypatch.setattr(demucs_inference, "N_SAMPLES", SEGMENT)
+    names = tuple(str(i) for i in range(session.get_outputs()[0].shape[1]))
+    out = demucs_inference._chunked_separate_single(session, names, audio, progress=False)
+    return np.stack([out[n] for n in names])
+
+
+def _dense_fir_reference(audio: np.ndarray) -> np.ndarray:
+    """Overlap-add written out the plain way: every segment, windowed, summed, divided. No streaming."""
+    plan = SegmentPlan(SEGMENT)
+    total = audio.shape[1]
+    window = transition_window(SEGMENT).astype(np.float64)
+    acc = np.zeros((TAPS.shape[0], 2, total))
+    weight = np.zeros(total)
+    for i in range(plan.count(total)):
+        start = i * plan.stride
+        seg = np.zeros((2, SEGMENT), dtype=np.float32)
+        n = min(SEGMENT, total - start)
+        seg[:, :n] = audio[:, start : start + n]
+        acc[:, :, start : start + n] += fir_reference(TAPS, seg)[:, :, :n] * window[:n]
+        weight[start : start + n] += window[:n]
+    return (acc / np.maximum(weight, 1e-8)).astype(np.float32)
+
+
+def test_window_fades_over_a_quarter_and_is_flat_between() -> None:
+    w = transition_window(400)
+    assert w.dtype == np.float32
+    assert w[0] == 0.0
+    assert w[-1] == 0.0
+    np.testing.assert_allclose(w[:100], np.linspace(0, 1, 100))
+    assert np.all(w[99:301] == 1.0)
+    np.testing.assert_allclose(w[300:], np.linspace(1, 0, 100))
+
+
+def test_segment_plan_matches_demucs_constants() -> None:
+    plan = SegmentPlan(343980)
+    assert (plan.overlap, plan.stride) == (85995, 257985)
+    assert plan.count(0) == 1
+    assert plan.count(257985) == 1
+    assert plan.count(257986) == 2
+
+
+LENGTHS = [1, 2, 15, 16, 17, 47, 48, 49, 63, 64, 65, 95, 96, 97, 1000, 1001]
+
+
+@pytest.mark.parametrize("frames", LENGTHS)
+def test_gain_model_output_is_the_gain_applied_to_the_input(
+    models: dict[str, ort.InferenceSession], frames: int
+) -> None:
+    audio = np.random.default_rng(frames).standard_normal((2, frames)).astype(np.float32)
+    out = _stemkit(models["gain"], audio)
+    expected = np.einsum("soc,ct->sot", MATRIX, audio)
+    # The window is 0 at a segment's first sample, so demucs-onnx's first output sample is 0.
+    assert np.all(out[:, :, 0] == 0.0)
+    np.testing.assert_allclose(out[:, :, 1:], expected[:, :, 1:], rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("frames", LENGTHS)
+def test_fir_model_matches_a_plain_overlap_add_reference(models: dict[str, ort.InferenceSession], frames: int) -> None:
+    audio = np.random.default_rng(frames + 7).standard_normal((2, frames)).astype(np.float32)
+    np.testing.assert_allclose(_stemkit(models["fir"], audio), _dense_fir_reference(audio), rtol=0, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    frames=st.one_of(
+        st.integers(1, 400),
+        st.sampled_from([SEGMENT - 1, SEGMENT, SEGMENT + 1, 48 * 5, 48 * 5 + 1, 48 * 5 + 16]),
+    ),
+    kind=st.sampled_from(["gain", "fir"]),
+)
+def test_streaming_output_equals_demucs_onnx_chunked_loop(
+    models: dict[str, ort.InferenceSession], monkeypatch: pytest.MonkeyPatch, frames: int, kind: str
+) -> None:
+    audio = np.random.default_rng(frames).standard_normal((2, frames)).astype(np.float32)
+    ours = _stemkit(models[kind], audio)
+    theirs = _demucs(models[kind], audio, monkeypatch)
+    assert ours.shape == theirs.shape
+    assert np.max(np.abs(ours - theirs)) <= 1e-5
+
+
+class _CountingSource(FrameSource):
+    """Serves frames a few at a time and records how far it has been read when each block is emitted."""
+
+    def __init__(self, audio: np.ndarray, chunk: int) -> None:
+        self.audio, self.chunk, self.pos = audio, chunk, 0
+
+    def readinto(self, dst: np.ndarray, count: int) -> int:
+        done = 0
+        while done < count and self.pos < self.audio.shape[1]:
+            n = min(self.chunk, count - done, self.audio.shape[1] - self.pos)
+            dst[:, done : done + n] = self.audio[:, self.pos : self.pos + n]
+            done += n
+            self.pos += n
+        return done
+
+
+def test_blocks_are_emitted_while_the_input_is_still_being_read(models: dict[str, ort.InferenceSession]) -> None:
+    audio = np.random.default_rng(3).standard_normal((2, 10_000)).astype(np.float32)
+    source = _CountingSource(audio, chunk=7)
+    read_at_emit: list[int] = []
+    emitted: list[np.ndarray] = []
+
+    def emit(block: np.ndarray) -> None:
+        read_at_emit.append(source.pos)
+        emitted.append(block)
+
+    run_overlap_add(source, _runner(models["gain"]), segment=SEGMENT, n_stems=3, emit=emit)
+    # One segment of look-ahead at most: the engine never holds more than a segment of input.
+    for index, pos in enumerate(read_at_emit):
+        assert pos <= min(audio.shape[1], index * 48 + SEGMENT)
+    assert all(block.shape[2] <= 48 for block in emitted)
+    np.testing.assert_array_equal(np.concatenate(emitted, axis=2), _stemkit(models["gain"], audio))
+
+
+def test_on_segment_is_called_once_per_model_run(models: dict[str, ort.InferenceSession]) -> None:
+    audio = np.zeros((2, 1000), dtype=np.float32)
+    seen: list[int] = []
+    run_overlap_add(
+        ArrayFrames(audio),
+        _runner(models["gain"]),
+        segment=SEGMENT,
+        n_stems=3,
+        emit=lambda b: None,
+        on_segment=seen.append,
+    )
+    assert seen == list(range(SegmentPlan(SEGMENT).count(1000)))
+
+
+def test_window_rejects_segments_too_short_to_fade() -> None:
+    with pytest.raises(ValueError, match="at least 4"):
+        transition_window(3)

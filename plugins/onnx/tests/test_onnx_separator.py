@@ -1,0 +1,209 @@
+"""The onnx provider end to end: StemSet shape, streaming to files, progress, planning, sessions, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stemkit_onnx import OnnxSeparator, _sessions
+from stemkit_onnx.testing import gain_model
+
+import stemkit
+from stemkit.errors import InputError, ProviderUnavailableError, SeparationTimeout
+from stemkit.protocol import ProgressEvent
+
+SEGMENT = 64
+STRIDE = 48
+GAINS = np.array([[[0.5, 0.0], [0.0, 0.5]], [[0.25, 0.25], [0.25, 0.25]], [[0.0, 1.0], [1.0, 0.0]]], dtype=np.float32)
+SOURCES = "vocals,drums,bass"
+
+
+@pytest.fixture(scope="module")
+def gain3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return gain_model(tmp_path_factory.mktemp("sep") / "gain3.onnx", GAINS, segment=SEGMENT)
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    eye = np.eye(2, dtype=np.float32)[np.newaxis]
+    return gain_model(tmp_path_factory.mktemp("sep") / "identity.onnx", eye, segment=4096)
+
+
+def _spec(path: Path, sources: str = SOURCES, **options: str) -> str:
+    extra = "".join(f"&{k}={v}" for k, v in options.items())
+    return f"onnx:{path}?sources={sources}&device=cpu{extra}"
+
+
+def _expected(audio: np.ndarray) -> np.ndarray:
+    return np.einsum("soc,ct->sot", GAINS, audio)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    frames=st.one_of(
+        st.integers(2, 600),
+        st.sampled_from([SEGMENT - 1, SEGMENT, SEGMENT + 1, STRIDE, STRIDE + 1, 20 * STRIDE + 16, 20 * STRIDE + 17]),
+    )
+)
+def test_any_length_comes_back_exact_in_length_and_value(gain3: Path, tmp_path: Path, frames: int) -> None:
+    audio = np.random.default_rng(frames).uniform(-0.5, 0.5, (2, frames)).astype(np.float32)
+    path = tmp_path / f"in{frames}.wav"
+    sf.write(path, audio.T, 44100, subtype="FLOAT")
+    with stemkit.separate(path, provider=_spec(gain3)) as stems:
+        assert stems.frames == frames
+        expected = _expected(audio)
+        for k, name in enumerate(SOURCES.split(",")):
+            got = stems[name].audio
+            assert got.shape == (2, frames)
+            assert np.all(got[:, 0] == 0.0)  # demucs-onnx's window zeroes the first sample
+            np.testing.assert_allclose(got[:, 1:], expected[k, :, 1:], rtol=0, atol=1e-6)
+
+
+def test_stems_are_streamed_to_files_and_decoded_only_when_used(gain3: Path, wav: Callable[..., Path], noise) -> None:
+    audio = noise(2, 5000)
+    stems = stemkit.separate(wav(audio), provider=_spec(gain3))
+    for stem in stems.values():
+        assert stem.path is not None
+        assert stem.path.is_file()
+        assert not stem.is_loaded
+        info = sf.info(stem.path)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 2, 5000, "FLOAT")
+    vocals = stems["vocals"].audio
+    assert stems["vocals"].is_loaded
+    assert not stems["drums"].is_loaded
+    np.testing.assert_allclose(vocals[:, 1:], _expected(audio)[0, :, 1:], atol=1e-6)
+    folder = stems["vocals"].path.parent
+    stems.close()
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(48_000, 2), (44_100, 1), (16_000, 1), (96_000, 2)])
+def test_other_rates_and_mono_are_resampled_in_and_back_out(
+    identity: Path, wav: Callable[..., Path], rate: int, channels: int
+) -> None:
+    t = np.arange(int(rate * 0.5)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    audio = np.stack([tone, -tone][:channels])
+    stems = stemkit.separate(wav(audio, rate=rate), provider=_spec(identity, sources="other"))
+    assert (stems.sample_rate, stems.channels, stems.frames) == (rate, channels, audio.shape[1])
+    out = stems["other"].audio
+    # The identity model returns its input: only the resampling round trip is left (edges aside).
+    inner = slice(rate // 50, -rate // 50)
+    assert np.max(np.abs(out[:, inner] - audio[:, inner])) < 1e-3
+
+
+def test_pcm_and_flac_inputs_stream_like_float_wav(gain3: Path, tmp_path: Path, noise) -> None:
+    audio = np.clip(noise(2, 3000), -0.9, 0.9)
+    results = []
+    for name, subtype in (("in.wav", "PCM_24"), ("in.flac", "PCM_24")):
+        sf.write(tmp_path / name, audio.T, 44100, subtype=subtype)
+        results.append(stemkit.separate(tmp_path / name, provider=_spec(gain3))["bass"].audio)
+    np.testing.assert_allclose(results[0], results[1], atol=1e-6)  # libsndfile scales 24-bit FLAC and WAV apart
+    np.testing.assert_allclose(results[0][:, 1:], _expected(audio)[2, :, 1:], atol=1e-5)
+
+
+def test_progress_reports_every_segment(gain3: Path, wav: Callable[..., Path], noise) -> None:
+    events: list[ProgressEvent] = []
+    frames = 10 * STRIDE + 5
+    stemkit.separate(wav(noise(2, frames)), provider=_spec(gain3), progress=events.append)
+    separate = [e for e in events if e.stage == "separate"]
+    n = -(-frames // STRIDE)
+    assert len(separate) == n + 1  # an announcement, then one per segment
+    assert [e.fraction for e in separate[1:]] == pytest.approx([(i + 1) / n for i in range(n)])
+    assert separate[-1].message.endswith(f"segment {n}/{n}")
+    assert events[-1].stage == "done"
+
+
+def test_a_url_is_refused_as_an_input_error(gain3: Path) -> None:
+    with pytest.raises(InputError, match="local"):
+        stemkit.separate("https://example.com/song.mp3", provider=_spec(gain3))
+
+
+def test_a_device_onnxruntime_lacks_is_provider_unavailable(gain3: Path) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():  # pragma: no cover - GPU machines
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(ProviderUnavailableError, match=r"device=cuda needs CUDAExecutionProvider.*use device=cpu"):
+        OnnxSeparator(str(gain3), {"sources": SOURCES, "device": "cuda"})
+
+
+def test_sessions_are_created_once_and_reused_across_calls(
+    gain3: Path, wav: Callable[..., Path], noise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[str] = []
+    real = ort.InferenceSession
+
+    def counting(path: str, **kwargs: object) -> ort.InferenceSession:
+        created.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(_sessions.ort, "InferenceSession", counting)
+    path = wav(noise(2, 500))
+    for _ in range(3):
+        stemkit.separate(path, provider=_spec(gain3))
+    assert created == [str(gain3)]
+    stemkit.separate(path, provider=_spec(gain3, threads="1"))
+    assert len(created) == 2  # another thread count is another session
+
+
+def test_threads_option_reaches_the_session(gain3: Path) -> None:
+    OnnxSeparator(str(gain3), {"sources": SOURCES, "device": "cpu", "threads": 1})
+    session, _ = _sessions.load_session(gain3, ["CPUExecutionProvider"], threads=1, label="t")
+    assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_deadline_stops_between_segments(gain3: Path, wav: Callable[..., Path], noise) -> None:
+    with pytest.raises(SeparationTimeout, match=r"segment 1 of \d+.*timeout"):
+        stemkit.separate(wav(noise(2, 5000)), provider=_spec(gain3), timeout=0.0)
+
+
+def test_aseparate_gives_the_same_stems(gain3: Path, wav: Callable[..., Path], noise) -> None:
+    path = wav(noise(2, 700))
+    sync = stemkit.separate(path, provider=_spec(gain3))
+    result = asyncio.run(stemkit.aseparate(path, provider=_spec(gain3)))
+    for name in sync:
+        np.testing.assert_array_equal(sync[name].audio, result[name].audio)
+
+
+def test_instrumental_is_derived_from_a_custom_models_stems(gain3: Path, wav: Callable[..., Path], noise) -> None:
+    audio = noise(2, 900)
+    stems = stemkit.separate(
+        wav(audio), provider=_spec(gain3, sources="vocals,drums,other"), stems=["vocals", "instrumental"]
+    )
+    assert stems["instrumental"].derived
+    expected = _expected(audio)
+    np.testing.assert_allclose(stems["instrumental"].audio[:, 1:], (expected[1] + expected[2])[:, 1:], atol=1e-6)
+
+
+def test_bag_plans_run_only_the_specialists_a_request_needs() -> None:
+    bag = OnnxSeparator("htdemucs_ft", {"device": "cpu"})
+    assert bag.plan("vocals").combination == ("vocals",)
+    assert bag.plan(["vocals", "instrumental"]).combination == ("vocals",)
+    assert bag.plan(["drums", "bass"]).combination == ("drums", "bass")
+    assert bag.plan("other").combination == ("drums", "bass", "other", "vocals")  # other from its specialist
+    assert bag.plan(None).combination == ("drums", "bass", "other", "vocals")
+    six = OnnxSeparator("6s", {"device": "cpu"})
+    assert six.plan("piano").combination == ("drums", "bass", "other", "vocals", "guitar", "piano")
+    assert OnnxSeparator("ft_drums").plan(None).combination == ("drums",)
+
+
+def test_vocals_and_instrumental_from_the_bag_fetch_one_file(
+    fake_hub, tmp_path: Path, wav: Callable[..., Path], noise
+) -> None:
+    gains = np.stack([np.eye(2, dtype=np.float32) * g for g in (0.1, 0.2, 0.3, 0.4)])
+    model = gain_model(tmp_path / "spec.onnx", gains, segment=343_980)
+    fake_hub.serve("StemSplitio/htdemucs-ft-vocals-onnx", "htdemucs_ft_vocals.onnx", model)
+    audio = noise(2, 20_000)
+    stems = stemkit.separate(
+        wav(audio), provider=f"onnx:htdemucs_ft?cache_dir={tmp_path}&device=cpu", stems=["vocals", "instrumental"]
+    )
+    assert [c["filename"] for c in fake_hub.calls] == ["htdemucs_ft_vocals.onnx"]
+    np.testing.assert_allclose(stems["vocals"].audio[:, 1:], audio[:, 1:] * 0.4, atol=1e-6)
+    np.testing.assert_allclose(stems["instrumental"].audio[:, 1:], audio[:, 1:] * 0.6, atol=1e-6)
+    assert stems.provenance.model == "onnx:htdemucs_ft"

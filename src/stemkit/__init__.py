@@ -1,0 +1,101 @@
+"""stemkit: one API for every music stem separation service and model.
+
+    >>> import stemkit
+    >>> stems = stemkit.separate("song.wav", provider="dsp")          # doctest: +SKIP
+    >>> stems["vocals"].audio.shape                                    # doctest: +SKIP
+    (2, 1323000)
+
+Importing stemkit is cheap: providers, HTTP clients and numeric back ends load when first used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from stemkit.errors import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    ConfigError,
+    InputError,
+    JobExpiredError,
+    JobFailedError,
+    PermissionDeniedError,
+    ProtocolError,
+    ProviderError,
+    ProviderLimitError,
+    ProviderUnavailableError,
+    QuotaExceededError,
+    RateLimitError,
+    SeparationTimeout,
+    StemkitError,
+)
+
+if TYPE_CHECKING:
+    from stemkit.api import aseparate, load, separate
+    from stemkit.batch import BatchItem, aseparate_many, separate_many
+    from stemkit.protocol import Capabilities, ProgressEvent, Separator
+    from stemkit.registry import ProviderInfo, providers
+    from stemkit.stemset import Stem, StemSet
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "separate": "stemkit.api",
+    "aseparate": "stemkit.api",
+    "load": "stemkit.api",
+    "separate_many": "stemkit.batch",
+    "aseparate_many": "stemkit.batch",
+    "BatchItem": "stemkit.batch",
+    "providers": "stemkit.registry",
+    "ProviderInfo": "stemkit.registry",
+    "Stem": "stemkit.stemset",
+    "StemSet": "stemkit.stemset",
+    "Capabilities": "stemkit.protocol",
+    "ProgressEvent": "stemkit.protocol",
+    "Separator": "stemkit.protocol",
+}
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AuthenticationError",
+    "BatchItem",
+    "Capabilities",
+    "ConfigError",
+    "InputError",
+    "JobExpiredError",
+    "JobFailedError",
+    "PermissionDeniedError",
+    "ProgressEvent",
+    "ProtocolError",
+    "ProviderError",
+    "ProviderInfo",
+    "ProviderLimitError",
+    "ProviderUnavailableError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "SeparationTimeout",
+    "Separator",
+    "Stem",
+    "StemSet",
+    "StemkitError",
+    "aseparate",
+    "aseparate_many",
+    "load",
+    "providers",
+    "separate",
+    "separate_many",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stemkit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

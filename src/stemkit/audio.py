@@ -1,0 +1,561 @@
+"""Input handling: whatever the caller hands us becomes an AudioSource that can be probed, hashed, read,
+resampled, and handed to a hosted API as a file — plus the two primitives every provider needs on the way
+out: normalizing an array to the input's shape, and writing a file atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+from stemkit.errors import ConfigError, InputError
+
+__all__ = [
+    "AV_EXTRA_HINT",
+    "AudioSource",
+    "FloatArray",
+    "normalize_audio",
+    "open_source",
+    "resample",
+    "write_audio_atomic",
+    "write_blocks_atomic",
+]
+
+FloatArray = npt.NDArray[np.float32]
+SourceKind = Literal["file", "url", "youtube", "bytes", "array"]
+
+#: Containers libsndfile cannot read; they decode through the optional PyAV extra.
+AV_SUFFIXES = frozenset({".m4a", ".mp4", ".aac", ".opus", ".webm", ".mka", ".wma", ".alac", ".3gp"})
+AV_EXTRA_HINT = 'install the optional decoder with: pip install "stemkit[av]"'
+MAX_CHANNELS = 2
+MIN_FRAMES = 2
+_YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"})
+_WRITE_FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24"), "mp3": ("MP3", "MPEG_LAYER_III")}
+_MP3_MAX_RATE = 48_000
+
+
+@dataclass(frozen=True)
+class _Info:
+    sample_rate: int
+    channels: int
+    frames: int
+    format_name: str
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def _is_youtube(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in _YOUTUBE_HOSTS
+
+
+class AudioSource:
+    """One input, probed lazily. Temporary files it creates are removed by ``close()``.
+
+    ``path`` is always a local file (bytes, file-like objects and arrays are written to a temporary file the
+    first time a provider asks for one, e.g. to upload it); ``read()`` decodes to float32 (channels, frames).
+    """
+
+    def __init__(
+        self,
+        kind: SourceKind,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        data: bytes | None = None,
+        array: FloatArray | None = None,
+        sample_rate: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.kind: SourceKind = kind
+        self.url = url
+        self._path = path
+        self._data = data
+        self._array = array
+        self._array_rate = sample_rate
+        self._info: _Info | None = None
+        self._decoded: tuple[FloatArray, int] | None = None
+        self._sha256: str | None = None
+        self._tempdir: Path | None = None
+        self.name = name or (str(path) if path else url or f"<{kind}>")
+
+    # -- what it is -------------------------------------------------------------------------------------
+    @property
+    def is_remote(self) -> bool:
+        return self.kind in ("url", "youtube")
+
+    @property
+    def info(self) -> _Info:
+        if self.is_remote:
+            raise InputError(f"{self.name}: a URL input has no local audio to probe")
+        if self._info is None:
+            self._info = self._probe()
+        return self._info
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.info.channels
+
+    @property
+    def frames(self) -> int:
+        return self.info.frames
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def format_name(self) -> str:
+        return self.info.format_name
+
+    @property
+    def suffix(self) -> str:
+        if self._path is not None and self._path.suffix:
+            return self._path.suffix.lower()
+        return {"MP3": ".mp3", "FLAC": ".flac", "OGG": ".ogg", "AIFF": ".aiff"}.get(self.format_name, ".wav")
+
+    @property
+    def size_bytes(self) -> int:
+        if self.kind == "array":
+            return self.path.stat().st_size
+        if self._data is not None:
+            return len(self._data)
+        return self.path.stat().st_size
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the input's bytes (of the float32 samples and rate, for an array)."""
+        if self._sha256 is None:
+            digest = hashlib.sha256()
+            if self._array is not None:
+                digest.update(f"{self._array_rate}:{self._array.shape}".encode())
+                digest.update(np.ascontiguousarray(self._array).tobytes())
+            elif self._data is not None:
+                digest.update(self._data)
+            elif self.url is not None and self._path is None:
+                digest.update(self.url.encode())
+            else:
+                with self.path.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    # -- getting at the audio ---------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """A local file with the input's audio, written to a temporary file on first use if needed."""
+        if self._path is None:
+            if self.is_remote:
+                raise InputError(f"{self.name}: a URL input has no local file; this provider needs a local file")
+            tmp = self._temp_dir()
+            if self._data is not None:
+                target = tmp / f"input{self.suffix}"
+                target.write_bytes(self._data)
+            else:
+                assert self._array is not None
+                assert self._array_rate is not None
+                target = tmp / "input.wav"
+                sf.write(target, self._array.T, self._array_rate, format="WAV", subtype="FLOAT")
+            self._path = target
+        return self._path
+
+    def read(self) -> FloatArray:
+        """Decode the whole input to float32 (channels, frames), checking that every sample is finite."""
+        if self._array is not None:
+            return self._array
+        if self._decoded is not None:
+            return self._decoded[0]
+        array = self._decode()
+        _check_finite(array, self.name)
+        return array
+
+    def iter_blocks(self, blocksize: int) -> Iterator[FloatArray]:
+        """Decode the input in blocks of ``blocksize`` frames (float32, (channels, n)), for bounded memory."""
+        if self._array is not None or self._decoded is not None or self._needs_av():
+            whole = self.read()
+            for start in range(0, whole.shape[1], blocksize):
+                yield whole[:, start : start + blocksize]
+            return
+        try:
+            with sf.SoundFile(self._sf_target()) as fh:
+                while True:
+                    block = fh.read(blocksize, dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        break
+                    out = np.ascontiguousarray(block.T)
+                    _check_finite(out, self.name)
+                    yield out
+        except sf.LibsndfileError as exc:  # pragma: no cover - probed before, so a mid-file failure
+            raise InputError(f"{self.name}: the audio could not be decoded ({exc}); is the file complete?") from exc
+
+    def close(self) -> None:
+        """Remove temporary files (also done when the source is garbage collected)."""
+        if self._tempdir is not None:
+            self._cleanup()
+            self._tempdir = None
+            if self._data is not None or self._array is not None:
+                self._path = None  # can be written again from memory if needed
+
+    def __repr__(self) -> str:
+        return f"AudioSource(kind={self.kind!r}, name={self.name!r})"
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _temp_dir(self) -> Path:
+        if self._tempdir is None:
+            self._adopt_tempdir(Path(tempfile.mkdtemp(prefix="stemkit-input-")))
+        assert self._tempdir is not None
+        return self._tempdir
+
+    def _adopt_tempdir(self, path: Path) -> None:
+        self._tempdir = path
+        self._cleanup = weakref.finalize(self, shutil.rmtree, path, True)
+
+    def _sf_target(self) -> Any:
+        return io.BytesIO(self._data) if self._data is not None and self._path is None else self.path
+
+    def _needs_av(self) -> bool:
+        return self._path is not None and self._path.suffix.lower() in AV_SUFFIXES
+
+    def _probe(self) -> _Info:
+        if self._array is not None:
+            assert self._array_rate is not None
+            return _Info(self._array_rate, self._array.shape[0], self._array.shape[1], "ARRAY")
+        if self._needs_av():
+            info = self._probe_with_av()
+        else:
+            try:
+                raw = sf.info(self._sf_target())
+                info = _Info(int(raw.samplerate), int(raw.channels), int(raw.frames), str(raw.format))
+            except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+                info = self._probe_fallback(exc)
+        _check_shape(info.channels, info.frames, self.name)
+        return info
+
+    def _probe_fallback(self, exc: BaseException) -> _Info:
+        """libsndfile refused it: maybe a container only PyAV reads, maybe not audio at all."""
+        if _av_available():
+            try:
+                return self._probe_with_av()
+            except InputError:
+                pass
+        hint = f"; if it is an M4A/AAC/Opus/WebM file, {AV_EXTRA_HINT}" if not _av_available() else ""
+        raise InputError(
+            f"{self.name}: not a readable audio file ({_short(exc)}); "
+            f"use WAV, FLAC, MP3, OGG or AIFF{hint}"
+        ) from exc
+
+    def _probe_with_av(self) -> _Info:
+        array, rate = self._decode_with_av()
+        return _Info(rate, array.shape[0], array.shape[1], "AV")
+
+    def _decode(self) -> FloatArray:
+        if self._needs_av() or (self._info is not None and self._info.format_name == "AV"):
+            return self._decode_with_av()[0]
+        try:
+            data, _ = sf.read(self._sf_target(), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise InputError(f"{self.name}: the audio could not be decoded ({_short(exc)}); is it complete?") from exc
+        array: FloatArray = np.ascontiguousarray(data.T)
+        _check_shape(array.shape[0], array.shape[1], self.name)
+        return array
+
+    def _decode_with_av(self) -> tuple[FloatArray, int]:
+        if self._decoded is None:
+            array, rate = _decode_av(self._sf_target() if self._data is not None else self.path, self.name)
+            _check_shape(array.shape[0], array.shape[1], self.name)
+            _check_finite(array, self.name)
+            self._decoded = (array, rate)
+        return self._decoded
+
+
+def _short(exc: BaseException) -> str:
+    """The useful part of a decoder's complaint (libsndfile's own words, without object reprs)."""
+    text = str(getattr(exc, "error_string", "") or exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text[:160]
+
+
+def _check_shape(channels: int, frames: int, name: str) -> None:
+    if channels > MAX_CHANNELS:
+        raise InputError(
+            f"{name}: has {channels} channels; stemkit separates mono or stereo audio — "
+            "mix it down to stereo first (e.g. average the channels)"
+        )
+    if channels < 1:
+        raise InputError(f"{name}: has no audio channels")
+    if frames < MIN_FRAMES:
+        what = "no samples" if frames == 0 else f"only {frames} sample"
+        raise InputError(f"{name}: has {what}; give at least {MIN_FRAMES} samples of audio")
+
+
+def _check_finite(array: FloatArray, name: str) -> None:
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise InputError(f"{name}: contains {bad} NaN or infinite sample(s); clean the audio before separating it")
+
+
+def _av_available() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _decode_av(target: Any, name: str) -> tuple[FloatArray, int]:
+    """Decode any container FFmpeg knows through PyAV (the optional ``av`` extra)."""
+    try:
+        import av
+    except ImportError as exc:
+        raise InputError(f"{name}: this container needs the PyAV decoder; {AV_EXTRA_HINT}") from exc
+    try:
+        with av.open(target if not isinstance(target, Path) else str(target)) as container:
+            if not container.streams.audio:
+                raise InputError(f"{name}: the file holds no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.rate or stream.codec_context.sample_rate)
+            channels = int(stream.codec_context.channels)
+            chunks: list[npt.NDArray[Any]] = []
+            for frame in container.decode(stream):
+                data = frame.to_ndarray()
+                if frame.format.is_planar:
+                    chunks.append(data.reshape(channels, -1))
+                else:
+                    chunks.append(data.reshape(-1, channels).T)
+    except InputError:
+        raise
+    except Exception as exc:  # PyAV raises its own error tree (av.error.*); all mean "cannot decode"
+        raise InputError(f"{name}: not a readable audio file ({_short(exc)})") from exc
+    if not chunks:
+        raise InputError(f"{name}: has no samples; give at least {MIN_FRAMES} samples of audio")
+    raw = np.concatenate(chunks, axis=1)
+    if np.issubdtype(raw.dtype, np.integer):
+        scale = float(np.iinfo(raw.dtype).max) + 1.0
+        array = (raw.astype(np.float64) / scale).astype(np.float32)
+    else:
+        array = raw.astype(np.float32)
+    return np.ascontiguousarray(array), rate
+
+
+def open_source(audio: Any, *, sample_rate: int | None = None) -> AudioSource:
+    """Accept a path (str or Path), an http(s) URL, bytes, a binary file-like object, or an ndarray with
+    ``sample_rate=``; check what can be checked without decoding everything."""
+    if isinstance(audio, AudioSource):
+        return audio
+    if isinstance(audio, np.ndarray):
+        return _from_array(audio, sample_rate)
+    if sample_rate is not None:
+        raise ConfigError("sample_rate= is only for numpy array input; files carry their own rate")
+    if isinstance(audio, str) and _is_url(audio):
+        return AudioSource("youtube" if _is_youtube(audio) else "url", url=audio, name=audio)
+    if isinstance(audio, str | os.PathLike):
+        return _from_path(Path(audio))
+    if isinstance(audio, bytes | bytearray | memoryview):
+        data = bytes(audio)
+        if not data:
+            raise InputError("<bytes>: the audio is empty (0 bytes)")
+        source = AudioSource("bytes", data=data, name="<bytes>")
+        _ = source.info
+        return source
+    if hasattr(audio, "read"):
+        return _from_filelike(audio)
+    raise InputError(
+        f"audio: cannot use a {type(audio).__name__}; give a path, a URL, bytes, a binary file object, "
+        "or a numpy array with sample_rate="
+    )
+
+
+def _from_path(path: Path) -> AudioSource:
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give an audio file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied; check the file's permissions")
+    source = AudioSource("file", path=path, name=str(path))
+    _ = source.info
+    return source
+
+
+def _from_filelike(handle: BinaryIO) -> AudioSource:
+    name = str(getattr(handle, "name", "<file object>"))
+    suffix = Path(name).suffix.lower() if not name.startswith("<") else ""
+    tmpdir = Path(tempfile.mkdtemp(prefix="stemkit-input-"))
+    target = tmpdir / f"input{suffix or '.bin'}"
+    try:
+        with target.open("wb") as out:
+            first: object = handle.read(0)
+            if isinstance(first, str):
+                raise InputError(f"{name}: is opened in text mode; open it with 'rb'")
+            shutil.copyfileobj(handle, out, 1 << 20)
+        if target.stat().st_size == 0:
+            raise InputError(f"{name}: the audio is empty (0 bytes)")
+        source = AudioSource("bytes", path=target, name=name)
+        source._adopt_tempdir(tmpdir)
+        _ = source.info
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return source
+
+
+def _from_array(array: npt.NDArray[Any], sample_rate: int | None) -> AudioSource:
+    if sample_rate is None:
+        raise ConfigError("sample_rate: a numpy array input needs sample_rate= (e.g. sample_rate=44100)")
+    if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+        raise ConfigError(f"sample_rate: {sample_rate!r} is not a positive whole number of Hz")
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise InputError(f"<array>: dtype {array.dtype} is not real-valued audio")
+    if array.ndim == 1:
+        array = array[np.newaxis, :]
+    if array.ndim != 2:
+        raise InputError(f"<array>: shape {array.shape} is not (channels, samples) or (samples,)")
+    if array.shape[0] > MAX_CHANNELS and array.shape[1] <= MAX_CHANNELS:
+        raise InputError(
+            f"<array>: shape {array.shape} looks like (samples, channels); stemkit takes (channels, samples) — "
+            "pass array.T"
+        )
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        floats = array.astype(np.float64) / (float(info.max) + 1.0)
+    else:
+        floats = array
+    out: FloatArray = np.ascontiguousarray(floats, dtype=np.float32)
+    _check_shape(out.shape[0], out.shape[1], "<array>")
+    _check_finite(out, "<array>")
+    return AudioSource("array", array=out, sample_rate=int(sample_rate), name="<array>")
+
+
+def resample(array: FloatArray, from_rate: int, to_rate: int) -> FloatArray:
+    """High-quality resampling (soxr HQ) of a (channels, frames) array."""
+    if from_rate == to_rate:
+        return array
+    import soxr
+
+    out = soxr.resample(np.ascontiguousarray(array.T), from_rate, to_rate, quality="HQ")
+    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, array.shape[0]).T)
+
+
+def normalize_audio(
+    array: npt.NDArray[Any], sample_rate: int, *, to_rate: int, to_frames: int, to_channels: int
+) -> FloatArray:
+    """Bring a provider's stem to the input's rate, exact length and channel count, as float32."""
+    data = np.asarray(array)
+    if data.ndim == 1:
+        data = data[np.newaxis, :]
+    out = np.asarray(data, dtype=np.float32)
+    if out.shape[0] != to_channels:
+        if to_channels == 1:
+            out = out.mean(axis=0, keepdims=True, dtype=np.float32)
+        elif out.shape[0] == 1:
+            out = np.repeat(out, to_channels, axis=0)
+        else:
+            out = np.repeat(out.mean(axis=0, keepdims=True, dtype=np.float32), to_channels, axis=0)
+    out = resample(np.ascontiguousarray(out), sample_rate, to_rate)
+    frames = out.shape[1]
+    if frames > to_frames:
+        out = out[:, :to_frames]
+    elif frames < to_frames:
+        out = np.pad(out, ((0, 0), (0, to_frames - frames)))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def write_format(fmt: str) -> tuple[str, str]:
+    """soundfile's (format, subtype) for one of stemkit's output formats."""
+    try:
+        return _WRITE_FORMATS[fmt.lower().lstrip(".")]
+    except KeyError:
+        raise ConfigError(f"format: {fmt!r} is not supported; use one of {', '.join(_WRITE_FORMATS)}") from None
+
+
+def write_audio_atomic(path: Path, array: FloatArray, sample_rate: int, fmt: str = "wav") -> Path:
+    """Write (channels, frames) audio to ``path`` via a temporary name in the same folder, then rename,
+    so a reader never sees a half-written file and a failure leaves nothing behind."""
+    major, subtype = write_format(fmt)
+    if major == "MP3" and sample_rate > _MP3_MAX_RATE:
+        raise ConfigError(
+            f"format: mp3 supports sample rates up to {_MP3_MAX_RATE} Hz, not {sample_rate}; use wav or flac"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        data = np.ascontiguousarray(array.T)
+        if major != "WAV":
+            peak = float(np.max(np.abs(data))) if data.size else 0.0
+            if peak > 1.0:
+                warnings.warn(
+                    f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
+                    "use format='wav' (float) to keep it",
+                    stacklevel=3,
+                )
+        sf.write(tmp, data, sample_rate, format=major, subtype=subtype)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_blocks_atomic(
+    path: Path, blocks: Iterable[FloatArray], sample_rate: int, channels: int, fmt: str = "wav"
+) -> Path:
+    """:func:`write_audio_atomic` for audio that arrives as (channels, n) blocks: one block in memory at a
+    time, so a long file-backed stem (a streamed local run) is written out without being loaded whole."""
+    major, subtype = write_format(fmt)
+    if major == "MP3" and sample_rate > _MP3_MAX_RATE:
+        raise ConfigError(
+            f"format: mp3 supports sample rates up to {_MP3_MAX_RATE} Hz, not {sample_rate}; use wav or flac"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    warned = False
+    try:
+        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=major, subtype=subtype) as fh:
+            for block in blocks:
+                data = np.ascontiguousarray(block.T)
+                if major != "WAV" and not warned and data.size:
+                    peak = float(np.max(np.abs(data)))
+                    if peak > 1.0:
+                        warned = True
+                        warnings.warn(
+                            f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
+                            "use format='wav' (float) to keep it",
+                            stacklevel=3,
+                        )
+                fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return path

@@ -1,0 +1,64 @@
+"""``stemkit emulate NAME``: serve a provider's emulator on loopback for offline CI.
+
+Emulators are found through the entry-point group ``stemkit.emulators`` (the core never imports a plugin by
+name). The first line on stdout is the base URL (ending in the API path, e.g. ``/api/v1``); the server runs
+until interrupted.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from stemkit.errors import ConfigError
+
+__all__ = ["emulate_command", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("emulate")(emulate_command)
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def emulate_command(
+    name: str = typer.Argument(..., help="The provider whose emulator to serve, e.g. stemsplit."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(0, "--port", help="Port to listen on; 0 picks a free one."),
+    api_key: str | None = typer.Option(None, "--api-key", help="The key the emulator accepts (default: its own)."),
+    processing_seconds: float | None = typer.Option(
+        None, "--processing-seconds", min=0.0, help="How long each job stays PROCESSING."
+    ),
+    fault: list[str] = typer.Option(
+        [], "--fault", help="Inject a fault, e.g. '429:count=2,retry_after=0', '5xx=0.2', 'latency=0.05'. Repeatable."
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", help="An emulator-specific setting KEY=VALUE (see the emulator's docs). Repeatable."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for faults given as a rate."),
+) -> None:
+    """Serve NAME's emulator until interrupted; the first stdout line is its base URL."""
+    from stemkit.registry import EMULATOR_GROUP, load_entry_point
+
+    try:
+        from stemkit.hosted.emulator import EmulatorSettings, serve
+        from stemkit.hosted.faults import FaultPlan
+    except ImportError as exc:  # starlette / uvicorn missing
+        raise ConfigError(f"emulators need the 'emulators' extra (pip install 'stemkit[emulators]'): {exc}") from None
+
+    emulator = load_entry_point(EMULATOR_GROUP, name, what="emulator")
+    settings = EmulatorSettings(
+        api_key=api_key,
+        processing_seconds=processing_seconds,
+        faults=FaultPlan.parse(fault, seed=seed),
+        options=_options(option),
+    )
+    app = emulator.create_app(settings)
+    serve(app, host=host, port=port, api_path=str(emulator.api_path))

@@ -1,0 +1,103 @@
+"""``stemkit separate INPUT...``: separate files into stems on disk, several at a time."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stemkit.cli._console import console, err_console, print_error
+from stemkit.protocol import ProgressCallback, ProgressEvent
+
+# Where each stage sits on a file's bar, so hosted (upload/queue/download) and local runs both move smoothly.
+_STAGE_SPAN = {
+    "prepare": (0.0, 0.02), "upload": (0.02, 0.15), "queued": (0.15, 0.2), "processing": (0.2, 0.85),
+    "separate": (0.05, 0.95), "download": (0.85, 0.95), "write": (0.95, 1.0), "done": (1.0, 1.0),
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("separate")(separate_command)
+
+
+def separate_command(
+    inputs: list[str] = typer.Argument(..., help="Audio files, folders of audio files, or http(s) URLs."),
+    provider: str | None = typer.Option(
+        None, "-p", "--provider", help="Provider spec or chain, e.g. 'dsp' or 'stemsplit?quality=best | dsp'."
+    ),
+    stems: str | None = typer.Option(None, "--stems", help="Comma-separated stems, e.g. vocals,instrumental."),
+    output: Path = typer.Option(Path("separated"), "-o", "--output", help="Output folder."),
+    fmt: str = typer.Option("wav", "--format", help="wav, flac or mp3."),
+    template: str = typer.Option(
+        "{input}/{stem}.{ext}", "--template", help="File name template: {input} {stem} {ext} {provider}."
+    ),
+    jobs: int = typer.Option(1, "-j", "--jobs", help="How many inputs to separate at once."),
+) -> int:
+    """Separate each input into stems under the output folder; exit 1 if any input failed."""
+    from stemkit.batch import separate_many
+
+    bar = _bar()
+    rows: list[tuple[str, str, str, str]] = []
+    failures = 0
+    with bar if bar is not None else _Quiet():
+        outcomes = separate_many(
+            inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
+            progress=_reporter(bar),
+        )
+        for item in outcomes:
+            if item.error is not None:
+                failures += 1
+                print_error(item.error, about=str(item.input))
+                rows.append((str(item.input), "-", f"{item.seconds:.1f}", f"failed: {item.error}"))
+                continue
+            for folder in sorted({p.parent for p in item.paths.values()}):
+                files = ", ".join(p.name for p in item.paths.values() if p.parent == folder)
+                console.print(f"{item.input} -> {folder}/ ({files})")
+            rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", "ok"))
+    if len(rows) > 1:
+        table = Table("file", "provider", "seconds", "result")
+        for row in rows:
+            table.add_row(*row)
+        err_console.print(table)
+    return 1 if failures else 0
+
+
+class _Quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _bar() -> Progress | None:
+    """A bar per file on a terminal; nothing when stderr is a pipe or a file."""
+    if not sys.stderr.isatty():
+        return None
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"), TimeElapsedColumn(),
+        console=err_console,
+    )
+
+
+def _reporter(bar: Progress | None) -> ProgressCallback | None:
+    if bar is None:
+        return None
+    tasks: dict[str, TaskID] = {}
+    lock = threading.Lock()
+
+    def report(event: ProgressEvent) -> None:
+        key = event.input_name or "?"
+        with lock:
+            if key not in tasks:
+                tasks[key] = bar.add_task(Path(key).name, total=1.0, stage="")
+        start, end = _STAGE_SPAN.get(event.stage, (0.0, 0.0))
+        done = start + (end - start) * (event.fraction if event.fraction is not None else 0.0)
+        label = event.stage if event.queue_position is None else f"queued #{event.queue_position}"
+        bar.update(tasks[key], completed=done, stage=label)
+
+    return report

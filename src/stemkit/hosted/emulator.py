@@ -1,0 +1,331 @@
+"""Emulator kit: serve a provider emulator (an ASGI app) on loopback, inject faults, record requests.
+
+A plugin's emulator is a Starlette (or any ASGI) app speaking the provider's wire format. This module runs
+it — :func:`run_in_thread` for tests, :func:`serve` for ``stemkit emulate`` — and offers the ASGI pieces
+every emulator needs: :class:`FaultMiddleware` (request-level faults from a :class:`FaultPlan`),
+:class:`RequestRecorder` (what reached the server, for assertions) and :class:`StreamedFile` (a download
+that can be cut off mid-body).
+
+The entry-point group ``stemkit.emulators`` names an object following the :class:`Emulator` protocol.
+Requires the ``emulators`` extra (starlette, uvicorn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import uvicorn
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stemkit.hosted.faults import FaultPlan
+
+__all__ = [
+    "Emulator",
+    "EmulatorSettings",
+    "FaultMiddleware",
+    "RecordedRequest",
+    "RequestRecorder",
+    "RunningServer",
+    "StreamedFile",
+    "read_body_to",
+    "run_in_thread",
+    "serve",
+]
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """What ``stemkit emulate`` passes to an emulator; ``None`` means the emulator's own default.
+
+    ``options`` carries emulator-specific ``--option KEY=VALUE`` settings (documented by each emulator).
+    """
+
+    api_key: str | None = None
+    processing_seconds: float | None = None
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+class Emulator(Protocol):
+    """What an entry point in the ``stemkit.emulators`` group names."""
+
+    @property
+    def api_path(self) -> str:
+        """The path prefix of the API, e.g. ``/api/v1``; the printed base URL ends with it."""
+        ...
+
+    def create_app(self, settings: EmulatorSettings) -> ASGIApp: ...
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    host: str
+    port: int
+    api_path: str = ""
+
+    @property
+    def url(self) -> str:
+        """The server's origin, ``http://127.0.0.1:PORT``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The origin plus the API path: what a client's ``base_url`` should be."""
+        return self.url + self.api_path
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _config(app: ASGIApp, **kw: Any) -> uvicorn.Config:
+    # h11 (not httptools): faults that cut a body short must close the connection, which h11 guarantees.
+    return uvicorn.Config(app, http="h11", lifespan="auto", access_log=False, timeout_graceful_shutdown=2, **kw)
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, api_path: str = "", startup_timeout: float = 10.0
+) -> Iterator[RunningServer]:
+    """Serve ``app`` with uvicorn on ``host`` (port 0: a free port) in a background thread.
+
+    Yields once the server accepts connections; on exit it stops the server and joins the thread.
+    uvicorn logs go to the ``uvicorn.*`` loggers (no handler is installed: the test runner captures them).
+    """
+    sock = _bind(host, port)
+    server = _Server(_config(app, log_config=None, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="stemkit-emulator", daemon=True)
+    thread.start()
+    try:
+        while not server.ready.wait(0.05):
+            if not thread.is_alive() or startup_timeout <= 0:
+                raise RuntimeError(f"the emulator did not start on {host}:{sock.getsockname()[1]}")
+            startup_timeout -= 0.05
+        yield RunningServer(host, sock.getsockname()[1], api_path)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout=5)
+        sock.close()
+
+
+def serve(
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_path: str = "",
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``app`` in this thread until interrupted (Ctrl-C / SIGTERM).
+
+    The socket is bound first, so ``announce`` (default: print and flush) receives the real base URL,
+    port 0 resolved, before any request can arrive.
+    """
+    sock = _bind(host, port)
+    running = RunningServer(host, sock.getsockname()[1], api_path)
+    if announce is None:
+        print(running.base_url, flush=True)
+    else:
+        announce(running.base_url)
+    try:
+        uvicorn.Server(_config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+# -- ASGI pieces ---------------------------------------------------------------------------------------------
+
+ErrorResponder = Callable[[int, str, "float | None"], Response]
+"""(status, fault kind, retry_after) -> the provider's own error response for an injected fault."""
+
+
+class FaultMiddleware:
+    """Injects the request-level faults of a plan into the requests ``applies(scope)`` selects.
+
+    Handles ``latency``, ``rate-limit``, ``forbidden``, ``server-error`` and ``truncate``; the emulator
+    itself handles the job and storage faults (``fail-job``, ``expire-job``, ``expire-urls``,
+    ``drop-download``), which only it can place.
+    """
+
+    def __init__(
+        self, app: ASGIApp, plan: FaultPlan, *, applies: Callable[[Scope], bool], error: ErrorResponder
+    ) -> None:
+        self.app, self.plan, self.applies, self.error = app, plan, applies, error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.plan or not self.applies(scope):
+            await self.app(scope, receive, send)
+            return
+        where = {"path": str(scope["path"]), "method": str(scope["method"])}
+        if latency := self.plan.fire("latency", **where):
+            await anyio.sleep(float(latency["seconds"]))
+        for kind, status in (("rate-limit", 429), ("forbidden", 403), ("server-error", None)):
+            if fault := self.plan.fire(kind, **where):
+                retry_after = fault.params.get("retry_after")
+                code = status or int(fault["status"])
+                await self.error(code, kind, retry_after)(scope, receive, send)
+                return
+        if self.plan.fire("truncate", **where):
+            await self.app(scope, receive, _truncating(send))
+            return
+        await self.app(scope, receive, send)
+
+
+def _truncating(send: Send) -> Send:
+    """Forwards the response start and half of the first body chunk, then nothing: the connection drops."""
+    done = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal done
+        if done:
+            return
+        if message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+            done = True
+            return
+        await send(message)
+
+    return wrapped
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    """Lower-case names; the values of Authorization and other credentials are replaced by ``***``."""
+    status: int | None
+    at: float
+
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "cookie"})
+
+
+class RequestRecorder:
+    """Outermost middleware: keeps every request that reached the server (faults included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            headers: dict[str, str] = {}
+            for raw_name, raw_value in scope["headers"]:
+                name = raw_name.decode("latin-1").lower()
+                headers[name] = "***" if name in _CREDENTIAL_HEADERS else raw_value.decode("latin-1")
+            record = RecordedRequest(
+                scope["method"],
+                scope["path"],
+                scope["query_string"].decode(),
+                headers,
+                status,
+                time.monotonic(),
+            )
+            with self._lock:
+                self.requests.append(record)
+
+    def matching(self, method: str | None = None, prefix: str = "") -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if (method is None or r.method == method) and r.path.startswith(prefix)]
+
+
+class StreamedFile(Response):
+    """A file streamed from disk with its Content-Length; ``cut_after`` (0-1) drops the connection there."""
+
+    chunk_size = 256 * 1024
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        media_type: str = "application/octet-stream",
+        headers: Mapping[str, str] | None = None,
+        cut_after: float | None = None,
+    ) -> None:
+        super().__init__(content=None, status_code=200, headers=dict(headers or {}), media_type=media_type)
+        self.path = path
+        self.size = path.stat().st_size
+        self.headers["content-length"] = str(self.size)
+        self.limit = self.size if cut_after is None else int(self.size * cut_after)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        sent = 0
+        async with await anyio.open_file(self.path, "rb") as fh:
+            while sent < self.limit:
+                chunk = await fh.read(min(self.chunk_size, self.limit - sent))
+                if not chunk:
+                    break
+                sent += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if self.limit < self.size:
+            return  # returning with the body incomplete makes uvicorn close the connection
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def read_body_to(receive: Receive, dest: Path, *, limit: int | None = None) -> int:
+    """Stream a request body to ``dest`` (never whole in memory); returns its size, or -1 past ``limit``."""
+    size = 0
+    async with await anyio.open_file(dest, "wb") as out:
+        while True:
+            message: MutableMapping[str, Any] = await receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionError("client disconnected during upload")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                return -1
+            if chunk:
+                await out.write(chunk)
+            if not message.get("more_body", False):
+                return size

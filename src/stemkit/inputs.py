@@ -1,0 +1,48 @@
+"""Many inputs at once: folders expanded to the audio files in them, and output names that never collide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from stemkit.errors import InputError
+
+__all__ = ["AUDIO_SUFFIXES", "expand_inputs", "output_names"]
+
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".aiff", ".aif", ".m4a", ".aac", ".opus", ".webm", ".mp4", ".wv"}
+)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[str | Path]:
+    """Keep files and URLs as given; replace each folder by the audio files in it (recursively, sorted)."""
+    out: list[str | Path] = []
+    for item in inputs:
+        if isinstance(item, str) and item.startswith(("http://", "https://")):
+            out.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise InputError(f"{path}: folder holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+            out.extend(found)
+        else:
+            out.append(path)
+    if not out:
+        raise InputError("no input given; name audio files or folders")
+    return out
+
+
+def output_names(items: Sequence[str | Path]) -> list[str]:
+    """A distinct, file-system-safe name per input (its file stem; ``-2``, ``-3``… where they repeat)."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        text = str(item)
+        base = Path(text.split("?", maxsplit=1)[0].rstrip("/")).stem if text.startswith("http") else Path(text).stem
+        base = "".join(c if c.isalnum() or c in "-_. " else "_" for c in base).strip() or "input"
+        count = seen.get(base, 0) + 1
+        seen[base] = count
+        names.append(base if count == 1 else f"{base}-{count}")
+    return names

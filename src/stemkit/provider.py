@@ -1,0 +1,443 @@
+"""The base class every provider plugin builds on.
+
+A plugin says what it can do (``capabilities``) and produces raw stems for one combination
+(``_separate``: arrays or files, in the provider's own names, at whatever rate and length it likes). This
+class does the rest, identically for every provider: opening and checking the input, refusing what the
+provider's limits rule out before any work, planning which combination to run, normalizing every stem to the
+input's rate, exact length and channel count, deriving requested stems the provider does not produce, and
+recording provenance. That is what makes switching provider a one-string change.
+"""
+
+from __future__ import annotations
+
+import abc
+import shutil
+import tempfile
+import time
+import warnings
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import anyio.to_thread
+import numpy as np
+import soundfile as sf
+from pydantic import BaseModel, ConfigDict
+
+from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
+from stemkit.config import ProviderSpec, redact, validate_options
+from stemkit.errors import InputError, ProtocolError, ProviderLimitError, StemkitError
+from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent
+from stemkit.provenance import Attempt, Cost, Provenance
+from stemkit.stems import Derivation, Plan, canonical_name, normalize_request, plan_stems
+from stemkit.stemset import Stem, StemSet
+
+__all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase"]
+
+
+class NoOptions(BaseModel):
+    """Options model of a provider that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class RawResult:
+    """What a provider produced, before normalization: stems keyed by the provider's own names."""
+
+    stems: Mapping[str, FloatArray | Path]
+    sample_rate: int | None = None
+    model: str | None = None
+    job_id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    cost: Cost | None = None
+    analysis: dict[str, Any] = field(default_factory=dict)
+    mixture: FloatArray | Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Workdir:
+    """A temporary folder that lives as long as any stem backed by a file in it."""
+
+    def __init__(self, provider: str, source: AudioSource | None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=f"stemkit-{provider}-"))
+        self._finalizer = weakref.finalize(self, _remove, self.path, source)
+
+    def remove(self) -> None:
+        self._finalizer()
+
+
+def _remove(path: Path, source: AudioSource | None) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    if source is not None:
+        source.close()
+
+
+@dataclass
+class SeparationJob:
+    """One call's worth of work handed to a provider's ``_separate``."""
+
+    provider: str
+    source: AudioSource
+    combination: tuple[str, ...]
+    options: Any
+    workdir: Path
+    deadline: float | None = None
+    callback: ProgressCallback | None = None
+
+    def progress(
+        self,
+        stage: str,
+        fraction: float | None = None,
+        message: str = "",
+        *,
+        job_id: str | None = None,
+        queue_position: int | None = None,
+    ) -> None:
+        if self.callback is not None:
+            self.callback(
+                ProgressEvent(
+                    provider=self.provider,
+                    stage=stage,
+                    fraction=None if fraction is None else min(1.0, max(0.0, float(fraction))),
+                    message=message,
+                    job_id=job_id,
+                    queue_position=queue_position,
+                    input_name=self.source.name,
+                )
+            )
+
+    def remaining(self) -> float | None:
+        """Seconds left before the caller's deadline, or None when there is none."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+@dataclass(frozen=True)
+class _Target:
+    sample_rate: int
+    channels: int
+    frames: int
+
+
+class SeparatorBase(abc.ABC):
+    """Subclass this, set ``name`` and ``Options``, implement ``capabilities`` and ``_separate``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: provider stem names that are not in stemkit's alias table
+    stem_aliases: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, target: str | None = None, options: Mapping[str, Any] | BaseModel | None = None) -> None:
+        raw = options.model_dump(exclude_unset=True) if isinstance(options, BaseModel) else dict(options or {})
+        self.target = target
+        self._raw_options: dict[str, Any] = raw
+        self.options = validate_options(self.Options, raw, provider=self._label)
+        self._closed = False
+
+    @classmethod
+    def from_spec(cls, spec: ProviderSpec | str, **kwargs: Any) -> Self:
+        """Build from a spec (``name[:target][?k=v]``); keyword arguments carry secrets and objects."""
+        from stemkit.config import parse_spec
+
+        parsed = parse_spec(spec) if isinstance(spec, str) else spec
+        return cls(parsed.target, parsed.options, **kwargs)
+
+    # -- identity ---------------------------------------------------------------------------------------
+    @property
+    def _label(self) -> str:
+        return self.name if self.target is None else f"{self.name}:{self.target}"
+
+    @property
+    def spec(self) -> str:
+        options = {k: str(v) for k, v in self._raw_options.items()}
+        return ProviderSpec(self.name, self.target, options).render()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec!r}>"
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    # -- the work a plugin does -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _separate(self, job: SeparationJob) -> RawResult:
+        """Produce ``job.combination`` for ``job.source``; report progress through ``job.progress``."""
+
+    async def _aseparate(self, job: SeparationJob) -> RawResult:
+        """Async flavour; by default the sync work runs in a worker thread, never on the event loop."""
+        return await anyio.to_thread.run_sync(self._separate, job)
+
+    def _check_source(self, source: AudioSource) -> None:
+        """Refuse an input this provider cannot take, before any work (override to add checks)."""
+        caps = self.capabilities
+        if source.kind == "youtube" and not caps.accepts_youtube:
+            raise InputError(f"{source.name}: {self._label} cannot take a YouTube URL; download the audio first")
+        if source.kind == "url" and not caps.accepts_urls:
+            raise InputError(f"{source.name}: {self._label} separates local audio only; download the file first")
+        if source.is_remote:
+            return
+        if caps.input_formats and source.kind == "file" and source.suffix.lstrip(".") not in caps.input_formats:
+            formats = ", ".join(sorted(caps.input_formats))
+            raise ProviderLimitError(
+                f"{source.name}: {source.suffix or 'this'} input is not accepted by {self._label} "
+                f"(it takes {formats}); convert it or use another provider",
+                provider=self.name,
+                code="UNSUPPORTED_FORMAT",
+            )
+        if caps.max_file_bytes is not None and source.size_bytes > caps.max_file_bytes:
+            raise ProviderLimitError(
+                f"{source.name}: {source.size_bytes / 1e6:.1f} MB is over {self._label}'s limit of "
+                f"{caps.max_file_bytes / 1e6:.0f} MB; compress it or use another provider",
+                provider=self.name,
+                code="FILE_TOO_LARGE",
+            )
+        if caps.max_duration_seconds is not None and source.duration > caps.max_duration_seconds:
+            raise ProviderLimitError(
+                f"{source.name}: {source.duration / 60:.1f} min is over {self._label}'s limit of "
+                f"{caps.max_duration_seconds / 60:g} min; cut it or use another provider",
+                provider=self.name,
+                code="AUDIO_TOO_LONG",
+            )
+        if caps.min_duration_seconds is not None and source.duration < caps.min_duration_seconds:
+            raise ProviderLimitError(
+                f"{source.name}: {source.duration:.2f} s is shorter than {self._label}'s minimum of "
+                f"{caps.min_duration_seconds:g} s; use a longer excerpt or another provider",
+                provider=self.name,
+                code="AUDIO_TOO_SHORT",
+            )
+
+    # -- public face ------------------------------------------------------------------------------------
+    def separate(
+        self,
+        audio: Any,
+        *,
+        stems: Iterable[str] | str | None = None,
+        progress: ProgressCallback | None = None,
+        sample_rate: int | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> StemSet:
+        """Separate ``audio`` into ``stems`` (default: the provider's default set) as a normalized StemSet."""
+        started = time.perf_counter()
+        job, plan, workdir = self._prepare(audio, stems, progress, sample_rate, timeout, options)
+        try:
+            raw = self._separate(job)
+            result = self._assemble(job, plan, raw, started)
+        except BaseException:
+            workdir.remove()
+            raise
+        job.progress("done", 1.0)
+        return result
+
+    async def aseparate(
+        self,
+        audio: Any,
+        *,
+        stems: Iterable[str] | str | None = None,
+        progress: ProgressCallback | None = None,
+        sample_rate: int | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> StemSet:
+        """Like :meth:`separate`, without blocking the event loop."""
+        started = time.perf_counter()
+        job, plan, workdir = await anyio.to_thread.run_sync(
+            self._prepare, audio, stems, progress, sample_rate, timeout, options
+        )
+        try:
+            raw = await self._aseparate(job)
+            result = await anyio.to_thread.run_sync(self._assemble, job, plan, raw, started)
+        except BaseException:
+            workdir.remove()
+            raise
+        job.progress("done", 1.0)
+        return result
+
+    def close(self) -> None:
+        """Release sessions and connections. Idempotent."""
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the shared machinery ---------------------------------------------------------------------------
+    def plan(self, stems: Iterable[str] | str | None) -> Plan:
+        """Which combination this provider would run for ``stems``, and how each stem is obtained."""
+        caps = self.capabilities
+        return plan_stems(
+            normalize_request(stems),
+            caps.combinations,
+            provider=self._label,
+            default=caps.default_combination,
+        )
+
+    def _prepare(
+        self,
+        audio: Any,
+        stems: Iterable[str] | str | None,
+        progress: ProgressCallback | None,
+        sample_rate: int | None,
+        timeout: float | None,
+        options: Mapping[str, Any],
+    ) -> tuple[SeparationJob, Plan, _Workdir]:
+        if self._closed:
+            raise StemkitError(f"{self._label}: this separator is closed; load a new one")
+        opts = (
+            validate_options(self.Options, {**self._raw_options, **options}, provider=self._label)
+            if options
+            else self.options
+        )
+        plan = self.plan(stems)
+        source = open_source(audio, sample_rate=sample_rate)
+        # A source the caller opened (a fallback chain shares one across its providers) is the caller's to close.
+        owned = source is not audio
+        try:
+            self._check_source(source)
+        except BaseException:
+            if owned:
+                source.close()
+            raise
+        workdir = _Workdir(self.name, source if owned else None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job = SeparationJob(self.name, source, plan.combination, opts, workdir.path, deadline, progress)
+        job.__dict__["_workdir"] = workdir  # keeps the folder alive for the job's lifetime
+        job.progress("prepare", 0.0)
+        return job, plan, workdir
+
+    def _target(self, job: SeparationJob, raw: RawResult) -> _Target:
+        """The shape every stem is normalized to: the input's; for a URL input, the provider's mixture or
+        first stem (there is no local input to match)."""
+        if not job.source.is_remote:
+            return _Target(job.source.sample_rate, job.source.channels, job.source.frames)
+        reference = raw.mixture if raw.mixture is not None else next(iter(raw.stems.values()), None)
+        if isinstance(reference, Path):
+            info = sf.info(reference)
+            return _Target(int(info.samplerate), int(info.channels), int(info.frames))
+        if isinstance(reference, np.ndarray) and raw.sample_rate is not None:
+            arr = reference if reference.ndim == 2 else reference[np.newaxis, :]
+            return _Target(raw.sample_rate, arr.shape[0], arr.shape[1])
+        raise ProtocolError(f"{self._label}: returned no audio for {job.source.name}", provider=self.name)
+
+    def _stem_from_raw(self, name: str, provider_name: str, value: FloatArray | Path, raw: RawResult,
+                       target: _Target) -> Stem:
+        if isinstance(value, Path):
+            try:
+                info = sf.info(value)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise ProtocolError(
+                    f"{self._label}: stem {provider_name!r} ({value.name}) is not readable audio: {exc}",
+                    provider=self.name,
+                ) from exc
+            if int(info.frames) == 0:
+                raise ProtocolError(f"{self._label}: stem {provider_name!r} is empty", provider=self.name)
+            return Stem.from_file(
+                name, value, sample_rate=target.sample_rate, channels=target.channels, frames=target.frames,
+                provider_name=provider_name,
+            )
+        if raw.sample_rate is None:
+            raise ProtocolError(f"{self._label}: returned arrays without a sample rate", provider=self.name)
+        audio = normalize_audio(
+            value, raw.sample_rate, to_rate=target.sample_rate, to_frames=target.frames, to_channels=target.channels
+        )
+        return Stem.from_array(name, audio, target.sample_rate, provider_name=provider_name)
+
+    def _assemble(self, job: SeparationJob, plan: Plan, raw: RawResult, started: float) -> StemSet:
+        target = self._target(job, raw)
+        produced: dict[str, Stem] = {}
+        for provider_name, value in raw.stems.items():
+            name = canonical_name(provider_name, self.stem_aliases)
+            if name is None or name not in plan.combination:
+                warnings.warn(
+                    f"{self._label}: ignoring unexpected stem {provider_name!r}", RuntimeWarning, stacklevel=2
+                )
+                continue
+            produced[name] = self._stem_from_raw(name, provider_name, value, raw, target)
+        missing = [name for name in plan.combination if name not in produced]
+        if missing:
+            raise ProtocolError(
+                f"{self._label}: the result for {job.source.name} lacks the stem(s) {', '.join(missing)}",
+                provider=self.name,
+            )
+        mixture = self._mixture(job, raw, target)
+        outputs = [self._output(d, produced, mixture, target) for d in plan.outputs]
+        workdir: _Workdir = job.__dict__["_workdir"]
+        for stem in [*outputs, *produced.values()]:
+            stem.keepalive = workdir
+        timings = dict(raw.timings)
+        timings["total"] = time.perf_counter() - started
+        source = job.source
+        provenance = Provenance(
+            provider=self.name,
+            spec=self.spec,
+            model=raw.model or self.target,
+            options=redact(job.options.model_dump()),
+            job_id=raw.job_id,
+            timings=timings,
+            cost=raw.cost,
+            analysis=dict(raw.analysis),
+            input_sha256=source.sha256,
+            input_duration=None if source.is_remote else source.duration,
+            input_name=source.name,
+            attempts=(Attempt(self._label, "ok", timings["total"]),),
+            extra=dict(raw.extra),
+        )
+        if mixture is not None:
+            mixture.keepalive = workdir
+        return StemSet(outputs, provenance=provenance, mixture=mixture, cleanup=workdir.remove)
+
+    def _mixture(self, job: SeparationJob, raw: RawResult, target: _Target) -> Stem | None:
+        if raw.mixture is not None:
+            return self._stem_from_raw("mixture", "mixture", raw.mixture, raw, target)
+        if job.source.is_remote:
+            return None
+        source = job.source
+        return Stem.derived_from(
+            "mixture", source.read, sample_rate=target.sample_rate, channels=target.channels, frames=target.frames
+        )
+
+    def _output(self, derivation: Derivation, produced: Mapping[str, Stem], mixture: Stem | None,
+                target: _Target) -> Stem:
+        if derivation.direct:
+            stem = produced[derivation.name]
+            stem.complement_of = derivation.complement_of
+            return stem
+        if derivation.uses_residual and mixture is None:
+            raise ProtocolError(
+                f"{self._label}: {derivation.name} needs the mixture to derive, and a URL input has none",
+                provider=self.name,
+            )
+        sources = [produced[s] for s in derivation.sources]
+        everything = list(produced.values())
+
+        def compute() -> FloatArray:
+            total = np.zeros((target.channels, target.frames), dtype=np.float32)
+            for stem in sources:
+                total += stem.audio
+            if derivation.uses_residual:
+                assert mixture is not None
+                residual = mixture.audio.copy()
+                for stem in everything:
+                    residual -= stem.audio
+                total += residual
+            return total
+
+        return Stem.derived_from(
+            derivation.name,
+            compute,
+            sample_rate=target.sample_rate,
+            channels=target.channels,
+            frames=target.frames,
+            provider_name="+".join(
+                [*(s.provider_name for s in sources), *(["residual"] if derivation.uses_residual else [])]
+            ),
+            complement_of=derivation.complement_of,
+        )

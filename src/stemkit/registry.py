@@ -1,0 +1,97 @@
+"""Plugin discovery and loading.
+
+Providers are entry points in the group ``stemkit.separators``; the core never imports one by name. Listing
+reads installed distributions' metadata only (no plugin module is imported, so a broken or heavy plugin
+cannot slow down or break ``stemkit providers``); loading goes through stevedore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from stemkit.errors import ConfigError
+
+__all__ = ["PROVIDER_GROUP", "ProviderInfo", "load_entry_point", "provider_class", "providers"]
+
+PROVIDER_GROUP = "stemkit.separators"
+EMULATOR_GROUP = "stemkit.emulators"
+COMMAND_GROUP = "stemkit.commands"
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """An installed provider, as its distribution's metadata describes it."""
+
+    name: str
+    distribution: str
+    version: str
+    summary: str
+    target: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "summary": self.summary,
+            "target": self.target,
+        }
+
+
+def _entry_points(group: str) -> list[metadata.EntryPoint]:
+    seen: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=group):
+        seen.setdefault(ep.name, ep)  # the first on sys.path wins, as the import system would have it
+    return sorted(seen.values(), key=lambda ep: ep.name)
+
+
+def entry_point_names(group: str) -> list[str]:
+    return [ep.name for ep in _entry_points(group)]
+
+
+def providers() -> list[ProviderInfo]:
+    """Every installed provider plugin (name, distribution, version, summary), without importing any."""
+    out = []
+    for ep in _entry_points(PROVIDER_GROUP):
+        dist = ep.dist
+        name = dist.metadata["Name"] if dist is not None else "?"
+        version = dist.version if dist is not None else "?"
+        summary = (dist.metadata["Summary"] or "") if dist is not None else ""
+        out.append(ProviderInfo(ep.name, name, version, summary, ep.value))
+    return out
+
+
+def load_entry_point(group: str, name: str, *, what: str = "provider") -> Any:
+    """Import and return the object behind one entry point, or a ConfigError listing what is installed."""
+    names = entry_point_names(group)
+    if name not in names:
+        installed = ", ".join(names) if names else "none"
+        raise ConfigError(
+            f"{what} {name!r} is not installed; installed {what}s: {installed} "
+            f"(a {what} is a package registering the entry-point group {group!r})"
+        )
+    from stevedore import driver
+
+    try:
+        manager = driver.DriverManager(
+            namespace=group, name=name, invoke_on_load=False, on_load_failure_callback=_raise
+        )
+    except ConfigError:
+        raise
+    except Exception as exc:  # stevedore wraps import failures in its own exception types
+        raise ConfigError(f"{what} {name!r} is installed but could not be loaded: {exc}") from exc
+    return manager.driver
+
+
+def _raise(_manager: Any, entrypoint: Any, exc: BaseException) -> None:
+    raise ConfigError(
+        f"provider {entrypoint.name!r} is installed but failed to import ({type(exc).__name__}: {exc}); "
+        "reinstall its package"
+    ) from exc
+
+
+def provider_class(name: str) -> Any:
+    """The Separator factory registered under ``name`` (a SeparatorBase subclass for built-in plugins)."""
+    return load_entry_point(PROVIDER_GROUP, name)

@@ -1,0 +1,395 @@
+"""Fallback chains: try providers in order, skip the ones whose capabilities rule the request out, move on
+after errors another provider may not have, stop at once for errors every provider would have.
+
+There is exactly one retry layer in stemkit: a provider's own transport. A chain never calls the same
+provider twice for one request, so a fault scenario costs (transport attempts per provider) summed over the
+providers tried — never a product.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Self
+
+from stemkit.audio import AudioSource, open_source
+from stemkit.config import ProviderSpec
+from stemkit.errors import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    ConfigError,
+    InputError,
+    PermissionDeniedError,
+    ProviderError,
+    StemkitError,
+)
+from stemkit.protocol import Capabilities, ProgressCallback, Separator
+from stemkit.provenance import Attempt
+from stemkit.stems import normalize_request, plan_stems
+from stemkit.stemset import StemSet
+
+__all__ = ["BreakerSettings", "Chain", "CircuitBreaker", "skip_reason"]
+
+log = logging.getLogger("stemkit.routing")
+
+OFFLINE_ENV = "STEMKIT_OFFLINE"
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """After ``failures`` consecutive failures a provider is skipped for ``cooldown`` seconds, then one call
+    is let through (half-open): success closes the breaker, failure opens it again."""
+
+    failures: int = 3
+    cooldown: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+
+
+class CircuitBreaker:
+    """One provider's breaker. Breakers are per process, shared by every chain naming the same spec."""
+
+    def __init__(self, settings: BreakerSettings) -> None:
+        self.settings = settings
+        self._clock = settings.clock
+        self._lock = threading.Lock()
+        self.consecutive_failures = 0
+        self.opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if self._clock() - self.opened_at >= self.settings.cooldown:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        """Whether a call may go through now; in half-open state only one probe at a time."""
+        with self._lock:
+            state = self._state()
+            if state == "closed":
+                return True
+            if state == "half-open" and not self._probing:
+                self._probing = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        with self._lock:
+            self.consecutive_failures = 0
+            self.opened_at = None
+            self._probing = False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self.consecutive_failures += 1
+            if self._probing or self.consecutive_failures >= self.settings.failures:
+                self.opened_at = self._clock()
+            self._probing = False
+
+    def retry_in(self) -> float:
+        with self._lock:
+            if self.opened_at is None:
+                return 0.0
+            return max(0.0, self.settings.cooldown - (self._clock() - self.opened_at))
+
+
+_BREAKERS: dict[str, CircuitBreaker] = {}
+_BREAKERS_LOCK = threading.Lock()
+
+
+def breaker_for(key: str, settings: BreakerSettings) -> CircuitBreaker:
+    with _BREAKERS_LOCK:
+        breaker = _BREAKERS.get(key)
+        if breaker is None or breaker.settings != settings:
+            breaker = _BREAKERS[key] = CircuitBreaker(settings)
+        return breaker
+
+
+def reset_breakers() -> None:
+    """Forget every breaker's state (tests, or after fixing a provider's configuration)."""
+    with _BREAKERS_LOCK:
+        _BREAKERS.clear()
+
+
+def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str, ...] | None) -> str | None:
+    """Why ``separator`` cannot take this request, judged from its capabilities alone; None if it may."""
+    caps = separator.capabilities
+    if caps.needs_api_key and not caps.has_api_key:
+        return "no API key configured"
+    if caps.needs_network and os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+        return f"needs the network and {OFFLINE_ENV} is set"
+    try:
+        plan_stems(requested, caps.combinations, provider=separator.name,
+                   default=caps.default_combination)
+    except ConfigError:
+        return f"cannot produce or derive {', '.join(requested or ())}"
+    if source.kind == "youtube" and not caps.accepts_youtube:
+        return "does not take YouTube URLs"
+    if source.kind == "url" and not caps.accepts_urls:
+        return "does not take URLs"
+    if source.is_remote:
+        return None
+    if caps.max_file_bytes is not None and source.size_bytes > caps.max_file_bytes:
+        return f"input is {source.size_bytes / 1e6:.1f} MB, over its {caps.max_file_bytes / 1e6:.0f} MB limit"
+    if caps.max_duration_seconds is not None and source.duration > caps.max_duration_seconds:
+        return f"input is {source.duration / 60:.1f} min, over its {caps.max_duration_seconds / 60:g} min limit"
+    if caps.min_duration_seconds is not None and source.duration < caps.min_duration_seconds:
+        return f"input is {source.duration:.2f} s, under its {caps.min_duration_seconds:g} s minimum"
+    if caps.input_formats and source.kind == "file" and source.suffix.lstrip(".") not in caps.input_formats:
+        return f"does not take {source.suffix} input"
+    return None
+
+
+def _union(members: Sequence[Separator]) -> Capabilities:
+    caps = [m.capabilities for m in members]
+    combos: list[tuple[str, ...]] = []
+    for cap in caps:
+        for combo in cap.combinations:
+            if combo not in combos:
+                combos.append(combo)
+
+    def widest(values: Iterable[float | int | None]) -> Any:
+        seen = list(values)
+        return None if any(v is None for v in seen) else max(v for v in seen if v is not None)
+
+    formats: frozenset[str] = frozenset()
+    if all(c.input_formats for c in caps):
+        formats = frozenset().union(*(c.input_formats for c in caps))
+    return Capabilities(
+        combinations=tuple(combos),
+        complete=all(c.complete for c in caps),
+        input_formats=formats,
+        output_formats=frozenset().union(*(c.output_formats for c in caps)),
+        max_file_bytes=widest(c.max_file_bytes for c in caps),
+        max_duration_seconds=widest(c.max_duration_seconds for c in caps),
+        min_duration_seconds=min((c.min_duration_seconds or 0.0) for c in caps) or None,
+        accepts_urls=any(c.accepts_urls for c in caps),
+        accepts_youtube=any(c.accepts_youtube for c in caps),
+        needs_network=all(c.needs_network for c in caps),
+        needs_api_key=all(c.needs_api_key for c in caps),
+        has_api_key=any(c.has_api_key or not c.needs_api_key for c in caps),
+        local=any(c.local for c in caps),
+        cost_unit=None,
+        max_concurrency=None,
+    )
+
+
+class Chain:
+    """A Separator that tries its members in order. It nests: a member may itself be a Chain."""
+
+    name = "chain"
+
+    def __init__(
+        self,
+        members: Sequence[Separator],
+        *,
+        breaker: BreakerSettings | None = None,
+        provider_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        if not members:
+            raise ConfigError("provider: a chain needs at least one provider")
+        self.members = list(members)
+        self.breaker_settings = breaker or BreakerSettings()
+        self.provider_timeout = provider_timeout
+        self.deadline = deadline
+        self._closed = False
+
+    @classmethod
+    def from_specs(
+        cls,
+        specs: Sequence[ProviderSpec],
+        *,
+        provider_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        breaker: BreakerSettings | None = None,
+        provider_timeout: float | None = None,
+        deadline: float | None = None,
+        **kwargs: Any,
+    ) -> Chain:
+        """Load each provider of a parsed chain. ``provider_kwargs`` maps a provider name to the keyword
+        arguments (API key, client) for its constructor; other keywords are not accepted for a chain,
+        because it is ambiguous which provider they are meant for."""
+        if kwargs:
+            raise ConfigError(
+                f"load: keyword(s) {', '.join(sorted(kwargs))} are ambiguous for a chain; pass them per provider "
+                "as provider_kwargs={'name': {...}}"
+            )
+        from stemkit.api import load_one
+
+        members: list[Separator] = []
+        try:
+            for spec in specs:
+                members.append(load_one(spec, **dict((provider_kwargs or {}).get(spec.name, {}))))
+        except BaseException:
+            for member in members:
+                member.close()
+            raise
+        return cls(members, breaker=breaker, provider_timeout=provider_timeout, deadline=deadline)
+
+    @property
+    def spec(self) -> str:
+        return " | ".join(m.spec for m in self.members)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _union(self.members)
+
+    def __repr__(self) -> str:
+        return f"<Chain {self.spec!r}>"
+
+    def _breaker(self, member: Separator) -> CircuitBreaker:
+        return breaker_for(member.spec, self.breaker_settings)
+
+    # -- separation -------------------------------------------------------------------------------------
+    def _begin(
+        self, audio: Any, stems: Iterable[str] | str | None, sample_rate: int | None, options: Mapping[str, Any]
+    ) -> tuple[AudioSource, tuple[str, ...] | None]:
+        if self._closed:
+            raise StemkitError("chain: this separator is closed; load a new one")
+        if options:
+            raise ConfigError(
+                f"chain: provider option(s) {', '.join(sorted(options))} cannot be passed to a whole chain; "
+                "put them in each provider's spec string (e.g. 'stemsplit?quality=best | dsp')"
+            )
+        return open_source(audio, sample_rate=sample_rate), normalize_request(stems)
+
+    def _next(
+        self, member: Separator, source: AudioSource, requested: tuple[str, ...] | None, started: float
+    ) -> tuple[str | None, float | None]:
+        """(skip reason, timeout for this member)."""
+        timeout = self.provider_timeout
+        if self.deadline is not None:
+            left = self.deadline - (time.monotonic() - started)
+            if left <= 0:
+                return "the chain's deadline has passed", None
+            timeout = left if timeout is None else min(timeout, left)
+        breaker = self._breaker(member)
+        reason = skip_reason(member, source, requested)
+        if reason is None and not breaker.allow():
+            reason = f"circuit open after repeated failures (next probe in {breaker.retry_in():.0f} s)"
+        return reason, timeout
+
+    def _failed(self, member: Separator, exc: BaseException, seconds: float) -> Attempt:
+        self._breaker(member).record_failure()
+        if isinstance(exc, AuthenticationError | PermissionDeniedError):
+            # A misconfigured key must not hide behind a quiet fallback.
+            log.warning("%s: %s — falling back to the next provider; check its API key", member.spec, exc)
+        else:
+            log.info("%s failed (%s); trying the next provider", member.spec, type(exc).__name__)
+        return Attempt(member.spec, "failed", seconds, exc, str(exc))
+
+    def _done(self, result: StemSet, member: Separator, attempts: list[Attempt]) -> StemSet:
+        self._breaker(member).record_success()
+        trail = tuple(attempts) + tuple(result.provenance.attempts)
+        return result.with_provenance(replace(result.provenance, attempts=trail))
+
+    @staticmethod
+    def _moves_on(exc: BaseException) -> bool:
+        return isinstance(exc, ProviderError | AllProvidersFailedError) and not isinstance(exc, InputError)
+
+    def separate(
+        self,
+        audio: Any,
+        *,
+        stems: Iterable[str] | str | None = None,
+        progress: ProgressCallback | None = None,
+        sample_rate: int | None = None,
+        **options: Any,
+    ) -> StemSet:
+        source, requested = self._begin(audio, stems, sample_rate, options)
+        started = time.monotonic()
+        attempts: list[Attempt] = []
+        try:
+            for member in self.members:
+                reason, timeout = self._next(member, source, requested, started)
+                if reason is not None:
+                    attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    result = member.separate(source, stems=requested, progress=progress, **_timeout(timeout))
+                except (InputError, ConfigError):
+                    self._breaker(member).record_success()  # the provider was fine; the request was not
+                    raise
+                except Exception as exc:
+                    if not self._moves_on(exc):
+                        raise
+                    attempts.append(self._failed(member, exc, time.perf_counter() - t0))
+                    continue
+                return self._done(result, member, attempts)
+        except BaseException:
+            source.close()
+            raise
+        # The StemSet may still derive stems from the shared source; it is released with the result.
+        source.close()
+        raise AllProvidersFailedError(attempts)
+
+    async def aseparate(
+        self,
+        audio: Any,
+        *,
+        stems: Iterable[str] | str | None = None,
+        progress: ProgressCallback | None = None,
+        sample_rate: int | None = None,
+        **options: Any,
+    ) -> StemSet:
+        import anyio.to_thread
+
+        source, requested = await anyio.to_thread.run_sync(
+            lambda: self._begin(audio, stems, sample_rate, options)
+        )
+        started = time.monotonic()
+        attempts: list[Attempt] = []
+        try:
+            for member in self.members:
+                reason, timeout = self._next(member, source, requested, started)
+                if reason is not None:
+                    attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    result = await member.aseparate(source, stems=requested, progress=progress, **_timeout(timeout))
+                except (InputError, ConfigError):
+                    self._breaker(member).record_success()
+                    raise
+                except Exception as exc:
+                    if not self._moves_on(exc):
+                        raise
+                    attempts.append(self._failed(member, exc, time.perf_counter() - t0))
+                    continue
+                return self._done(result, member, attempts)
+        except BaseException:
+            source.close()
+            raise
+        # The StemSet may still derive stems from the shared source; it is released with the result.
+        source.close()
+        raise AllProvidersFailedError(attempts)
+
+    def close(self) -> None:
+        self._closed = True
+        for member in self.members:
+            member.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _timeout(timeout: float | None) -> dict[str, float]:
+    return {} if timeout is None else {"timeout": timeout}
+
