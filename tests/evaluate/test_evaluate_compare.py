@@ -67,7 +67,11 @@ def test_a_delayed_separation_is_aligned_before_scoring(demo_dir: Path, refcopy:
     # 37-sample misalignment would score (a few dB).
     assert report.value("mixture", delayed.spec, "vocals", "sdr") > 40
     unaligned = compare(
-        demo_dir / "mixture.wav", [refcopy(delay=37)], references=demo_dir, metrics="sdr", baselines=False,
+        demo_dir / "mixture.wav",
+        [refcopy(delay=37)],
+        references=demo_dir,
+        metrics="sdr",
+        baselines=False,
         max_lag_seconds=0.0,
     )
     assert unaligned.value("mixture", delayed.spec, "vocals", "sdr") < 10
@@ -89,21 +93,29 @@ def test_the_cache_keeps_a_second_comparison_from_separating_again(demo_dir: Pat
     first = compare(demo_dir / "mixture.wav", [provider], references=demo_dir, metrics="sdr", baselines=False)
     assert provider.calls == 1
     second = compare(
-        demo_dir / "mixture.wav", [provider, "dsp"], references=demo_dir, metrics="sdr,si-sdr",
-        baselines=False, cache=first.cache,
+        demo_dir / "mixture.wav",
+        [provider, "dsp"],
+        references=demo_dir,
+        metrics="sdr,si-sdr",
+        baselines=False,
+        cache=first.cache,
     )
     assert provider.calls == 1  # a new metric and a new provider: the first separation is reused
     runs = {r.provider: r for r in second.runs}
     assert runs[provider.spec].cached
     assert not runs["dsp"].cached
     assert runs[provider.spec].seconds == first.runs[0].seconds  # the original wall time is kept
-    assert second.value("mixture", provider.spec, "vocals", "sdr") == first.value("mixture", provider.spec, "vocals", "sdr")
+    assert second.value("mixture", provider.spec, "vocals", "sdr") == first.value(
+        "mixture", provider.spec, "vocals", "sdr"
+    )
 
 
 def test_a_cache_folder_persists_across_runs(demo_dir: Path, refcopy: Any, tmp_path: Path) -> None:
     provider = refcopy()
     compare(demo_dir / "mixture.wav", [provider], references=demo_dir, cache=tmp_path / "cache", baselines=False)
-    again = compare(demo_dir / "mixture.wav", [provider], references=demo_dir, cache=tmp_path / "cache", baselines=False)
+    again = compare(
+        demo_dir / "mixture.wav", [provider], references=demo_dir, cache=tmp_path / "cache", baselines=False
+    )
     assert provider.calls == 1
     assert again.runs[0].cached
 
@@ -147,11 +159,15 @@ def test_without_references_providers_are_scored_by_consistency_and_agreement(de
     assert dsp_vocals.shape[0] == 2
 
 
-def test_providers_with_room_run_concurrently_and_local_ones_one_at_a_time(demo_dir: Path, refcopy: Any, tmp_path: Path) -> None:
+def test_providers_with_room_run_concurrently_and_local_ones_one_at_a_time(
+    demo_dir: Path, refcopy: Any, tmp_path: Path
+) -> None:
     inputs = []
     for i in range(2):
         folder = tmp_path / f"song{i}"
         shutil.copytree(demo_dir, folder)
+        mix = _read(folder / "mixture.wav") * (1.0 - 0.25 * i)  # distinct inputs: distinct cache keys
+        sf.write(folder / "mixture.wav", mix.T, 44_100, subtype="FLOAT")
         inputs.append(folder / "mixture.wav")
     # Both jobs must be inside _separate at once to pass the barrier; a serial run would time out.
     parallel = refcopy(max_concurrency=2, barrier=threading.Barrier(2, timeout=30), label="parallel")
@@ -242,7 +258,7 @@ def test_references_of_different_lengths_are_an_input_error(demo_dir: Path, tmp_
 def test_the_bss_metric_fails_before_separating_when_museval_cannot_load(
     demo_dir: Path, refcopy: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import stemkit.evaluate.compare as module
+    import stemkit.evaluate.comparison as module
 
     def unavailable() -> None:
         raise ConfigError("metrics: 'bss' needs museval")

@@ -132,7 +132,10 @@ def test_a_permuted_stem_scores_its_closed_form() -> None:
     refs = np.stack([a, b])
     swapped = np.stack([b, a])
     ea, eb = np.sum(a**2), np.sum(b**2)
-    expected_sdr = [10 * math.log10((ea + DELTA) / (ea + eb + DELTA)), 10 * math.log10((eb + DELTA) / (ea + eb + DELTA))]
+    expected_sdr = [
+        10 * math.log10((ea + DELTA) / (ea + eb + DELTA)),
+        10 * math.log10((eb + DELTA) / (ea + eb + DELTA)),
+    ]
     np.testing.assert_allclose(sdr(refs, swapped), expected_sdr, atol=1e-9)
     # The swapped stem has no component along the reference: nothing recovered.
     got = si_sdr(refs, swapped)

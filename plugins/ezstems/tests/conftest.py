@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from stemkit.hosted import PollPolicy, RetryPolicy
 from stemkit_ezstems.client import default_retry_policy
 from stemkit_ezstems.emulator._app import ENDPOINTS
 from stemkit_ezstems.testing import RunningEmulator, running_emulator
-
-from stemkit.hosted import PollPolicy, RetryPolicy
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from stemkit_ezstems._archive import ArchiveWarning, ZipLimits, extract_stems
 
 from stemkit.errors import ProtocolError
+from stemkit_ezstems._archive import ArchiveWarning, ZipLimits, extract_stems
 
 FOUR = ("vocals", "drums", "bass", "other")
 MIB = 1024 * 1024

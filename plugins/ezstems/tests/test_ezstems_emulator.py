@@ -15,13 +15,13 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from stemkit_ezstems.emulator import DEFAULT_API_KEY as KEY
-from stemkit_ezstems.emulator import EMULATOR, HOSTILE_VARIANTS, build
-from stemkit_ezstems.testing import RunningEmulator as Emu
 
 from stemkit.errors import ConfigError
 from stemkit.hosted.emulator import EmulatorSettings
 from stemkit.hosted.faults import FaultPlan
+from stemkit_ezstems.emulator import DEFAULT_API_KEY as KEY
+from stemkit_ezstems.emulator import EMULATOR, HOSTILE_VARIANTS, build
+from stemkit_ezstems.testing import RunningEmulator as Emu
 
 EmuFactory = Callable[..., Emu]
 
@@ -373,11 +373,10 @@ def test_hostile_zip_variants_carry_what_they_promise(emulator: Emu, song: Path)
     assert any(i.filename == "/tmp/ezstems-absolute.wav" for i in names["absolute"])
     links = [i for i in names["symlink"] if stat.S_ISLNK(i.external_attr >> 16)]
     assert [Path(i.filename).name for i in links] == ["vocals.wav"]
-    other = {v: next(i for i in names[v] if i.filename.endswith("other.wav")) for v in ("bomb", "bomb-declared")}
-    assert other["bomb"].file_size > 32 * MIB > 900 * other["bomb"].compress_size
-    assert other["bomb-declared"].file_size == 0xE000_0000
-    actual = next(i for i in names["bomb-actual"] if i.filename.endswith("other.wav"))
-    assert (actual.file_size, actual.compress_size > 16 * 1024) == (1024, True)
+    bomb = names["bomb"]
+    assert sum(i.file_size for i in bomb) > 32 * MIB > 100 * sum(i.compress_size for i in bomb)
+    assert max(i.file_size for i in names["bomb-declared"]) == 0xFFFF_0000
+    assert all(i.file_size == 1024 < i.compress_size for i in names["bomb-actual"])
     assert not any(i.filename.endswith("vocals.wav") for i in names["missing-stem"])
     assert {Path(i.filename).name for i in names["extra-files"]} >= {"readme.txt", "cover.jpg", "._vocals.wav"}
 

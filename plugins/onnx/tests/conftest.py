@@ -54,10 +54,11 @@ class FakeHub:
 def fake_hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     """Online mode with the download patched where demucs-onnx calls it (it imports it lazily)."""
     import huggingface_hub
+    import huggingface_hub.constants as hf_constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     # huggingface_hub reads the variable once, at import; whichever test imported it first decided.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     hub = FakeHub()
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
     return hub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,11 +50,16 @@ def _runner(session: ort.InferenceSession) -> Callable[[np.ndarray], list[np.nda
     return run
 
 
-def _stemkit(session: ort.InferenceSession, audio: np.ndarray, source: FrameSource | None = None) -> np.ndarray:
+def _stemkit(session: ort.InferenceSession, audio: np.ndarray, *, background: bool = False) -> np.ndarray:
     blocks: list[np.ndarray] = []
     n_stems = session.get_outputs()[0].shape[1]
     total = run_overlap_add(
-        source or ArrayFrames(audio), _runner(session), segment=SEGMENT, n_stems=n_stems, emit=blocks.append
+        ArrayFrames(audio),
+        _runner(session),
+        segment=SEGMENT,
+        n_stems=n_stems,
+        emit=blocks.append,
+        background=background,
     )
     assert total == audio.shape[1]
     return np.concatenate(blocks, axis=2)
@@ -130,12 +136,13 @@ def test_fir_model_matches_a_plain_overlap_add_reference(models: dict[str, ort.I
         st.sampled_from([SEGMENT - 1, SEGMENT, SEGMENT + 1, 48 * 5, 48 * 5 + 1, 48 * 5 + 16]),
     ),
     kind=st.sampled_from(["gain", "fir"]),
+    background=st.booleans(),
 )
 def test_streaming_output_equals_demucs_onnx_chunked_loop(
-    models: dict[str, ort.InferenceSession], monkeypatch: pytest.MonkeyPatch, frames: int, kind: str
+    models: dict[str, ort.InferenceSession], monkeypatch: pytest.MonkeyPatch, frames: int, kind: str, background: bool
 ) -> None:
     audio = np.random.default_rng(frames).standard_normal((2, frames)).astype(np.float32)
-    ours = _stemkit(models[kind], audio)
+    ours = _stemkit(models[kind], audio, background=background)
     theirs = _demucs(models[kind], audio, monkeypatch)
     assert ours.shape == theirs.shape
     assert np.max(np.abs(ours - theirs)) <= 1e-5
@@ -192,3 +199,45 @@ def test_on_segment_is_called_once_per_model_run(models: dict[str, ort.Inference
 def test_window_rejects_segments_too_short_to_fade() -> None:
     with pytest.raises(ValueError, match="at least 4"):
         transition_window(3)
+
+
+def test_background_threads_emit_in_order_and_pass_errors_back(models: dict[str, ort.InferenceSession]) -> None:
+    audio = np.random.default_rng(5).standard_normal((2, 5000)).astype(np.float32)
+    np.testing.assert_array_equal(_stemkit(models["fir"], audio, background=True), _stemkit(models["fir"], audio))
+
+    def failing_emit(block: np.ndarray) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_overlap_add(
+            ArrayFrames(audio), _runner(models["fir"]), segment=SEGMENT, n_stems=3, emit=failing_emit, background=True
+        )
+
+    class Broken(FrameSource):
+        def readinto(self, dst: np.ndarray, count: int) -> int:
+            raise ValueError("cannot decode")
+
+    with pytest.raises(ValueError, match="cannot decode"):
+        run_overlap_add(
+            Broken(), _runner(models["fir"]), segment=SEGMENT, n_stems=3, emit=lambda b: None, background=True
+        )
+
+
+def test_a_stop_requested_between_segments_ends_the_background_threads(models: dict[str, ort.InferenceSession]) -> None:
+    audio = np.zeros((2, 100_000), dtype=np.float32)
+
+    def stop(index: int) -> None:
+        if index == 2:
+            raise TimeoutError("deadline")
+
+    with pytest.raises(TimeoutError):
+        run_overlap_add(
+            ArrayFrames(audio),
+            _runner(models["gain"]),
+            segment=SEGMENT,
+            n_stems=3,
+            emit=lambda b: None,
+            on_segment=stop,
+            background=True,
+        )
+    assert not [t for t in threading.enumerate() if t.name.startswith("stemkit-onnx")]

@@ -184,7 +184,8 @@ def test_instrumental_is_derived_from_a_custom_models_stems(gain3: Path, wav: Ca
 def test_bag_plans_run_only_the_specialists_a_request_needs() -> None:
     bag = OnnxSeparator("htdemucs_ft", {"device": "cpu"})
     assert bag.plan("vocals").combination == ("vocals",)
-    assert bag.plan(["vocals", "instrumental"]).combination == ("vocals",)
+    # The core derives from the residual only as a last resort: instrumental comes from the other specialists.
+    assert bag.plan(["vocals", "instrumental"]).combination == ("drums", "bass", "other", "vocals")
     assert bag.plan(["drums", "bass"]).combination == ("drums", "bass")
     assert bag.plan("other").combination == ("drums", "bass", "other", "vocals")  # other from its specialist
     assert bag.plan(None).combination == ("drums", "bass", "other", "vocals")
@@ -193,17 +194,21 @@ def test_bag_plans_run_only_the_specialists_a_request_needs() -> None:
     assert OnnxSeparator("ft_drums").plan(None).combination == ("drums",)
 
 
-def test_vocals_and_instrumental_from_the_bag_fetch_one_file(
+def test_the_bag_fetches_only_the_specialists_it_runs(
     fake_hub, tmp_path: Path, wav: Callable[..., Path], noise
 ) -> None:
     gains = np.stack([np.eye(2, dtype=np.float32) * g for g in (0.1, 0.2, 0.3, 0.4)])
     model = gain_model(tmp_path / "spec.onnx", gains, segment=343_980)
-    fake_hub.serve("StemSplitio/htdemucs-ft-vocals-onnx", "htdemucs_ft_vocals.onnx", model)
+    for stem in ("drums", "bass", "other", "vocals"):
+        fake_hub.serve(f"StemSplitio/htdemucs-ft-{stem}-onnx", f"htdemucs_ft_{stem}.onnx", model)
     audio = noise(2, 20_000)
-    stems = stemkit.separate(
-        wav(audio), provider=f"onnx:htdemucs_ft?cache_dir={tmp_path}&device=cpu", stems=["vocals", "instrumental"]
-    )
-    assert [c["filename"] for c in fake_hub.calls] == ["htdemucs_ft_vocals.onnx"]
+    spec = f"onnx:htdemucs_ft?cache_dir={tmp_path}&device=cpu"
+    stems = stemkit.separate(wav(audio), provider=spec, stems=["drums", "bass"])
+    assert [c["filename"] for c in fake_hub.calls] == ["htdemucs_ft_drums.onnx", "htdemucs_ft_bass.onnx"]
+    np.testing.assert_allclose(stems["bass"].audio[:, 1:], audio[:, 1:] * 0.2, atol=1e-6)
+    fake_hub.calls.clear()
+    stems = stemkit.separate(wav(audio), provider=spec, stems=["vocals", "instrumental"])
+    assert len(fake_hub.calls) == 4
     np.testing.assert_allclose(stems["vocals"].audio[:, 1:], audio[:, 1:] * 0.4, atol=1e-6)
     np.testing.assert_allclose(stems["instrumental"].audio[:, 1:], audio[:, 1:] * 0.6, atol=1e-6)
     assert stems.provenance.model == "onnx:htdemucs_ft"

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from stemkit_stemsplit import StemSplitClient, StemSplitSeparator
-from stemkit_stemsplit.emulator import DEFAULT_API_KEY, EmulatorConfig, StemSplitEmulator
 
 from stemkit.demo import make_demo
 from stemkit.hosted import PollPolicy, RetryPolicy
 from stemkit.hosted.emulator import RunningServer
 from stemkit.hosted.faults import FaultPlan
+from stemkit_stemsplit import StemSplitClient, StemSplitSeparator
+from stemkit_stemsplit.emulator import DEFAULT_API_KEY, EmulatorConfig, StemSplitEmulator
 
 KEY = DEFAULT_API_KEY
 FAST_POLL = PollPolicy(initial=0.03, multiplier=1.2, max_interval=0.2, progress_interval=0.1)
@@ -27,8 +27,8 @@ OPENAPI = json.loads((Path(__file__).parent / "data" / "stemsplit-openapi.json")
 
 @pytest.fixture(scope="session")
 def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-second synthesized song (WAV, 44.1 kHz stereo)."""
-    return make_demo(tmp_path_factory.mktemp("song"), seconds=3.0)
+    """A 1.5-second synthesized song (billed as 2 s) (WAV, 44.1 kHz stereo)."""
+    return make_demo(tmp_path_factory.mktemp("song"), seconds=1.5)
 
 
 class Served:

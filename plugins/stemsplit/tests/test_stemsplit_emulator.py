@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from stemkit_stemsplit.emulator import DEFAULT_API_KEY as KEY
 
 Serve = Any
@@ -45,7 +46,7 @@ def test_job_lifecycle_responses_match_the_openapi_schemas(
         assert_matches_openapi(created, "/jobs", "post")
         job_id = created.json()["id"]
         assert created.json()["status"] == "PENDING"
-        assert created.json()["creditsRequired"] == 3
+        assert created.json()["creditsRequired"] == 2
         first = http.get(f"/jobs/{job_id}")
         assert_matches_openapi(first, "/jobs/{id}", "get")
         done = _wait(http, f"/jobs/{job_id}")
@@ -54,14 +55,14 @@ def test_job_lifecycle_responses_match_the_openapi_schemas(
         assert done["status"] == "COMPLETED"
         assert done["progress"] == 100
         assert set(done["outputs"]) == {"vocals", "drums", "bass", "other"}  # type: ignore[arg-type]
-        assert done["creditsCharged"] == 3
+        assert done["creditsCharged"] == 2
         assert set(done["audioMetadata"]) == {"bpm", "key"}  # type: ignore[arg-type]
         listing = http.get("/jobs", params={"limit": 1, "status": "COMPLETED"})
         assert_matches_openapi(listing, "/jobs", "get")
         assert listing.json()["pagination"] == {"total": 1, "limit": 1, "offset": 0, "hasMore": False}
         balance = http.get("/balance")
         assert_matches_openapi(balance, "/balance", "get")
-        assert balance.json()["balanceSeconds"] == 3600 - 3
+        assert balance.json()["balanceSeconds"] == 3600 - 2
 
 
 def test_every_api_response_carries_rate_limit_headers_and_a_request_id(served: Served) -> None:
@@ -115,13 +116,13 @@ def test_unknown_job_is_404_job_not_found(assert_matches_openapi: Check, served:
 def test_402_insufficient_credits_names_required_seconds_and_purchase_url(
     assert_matches_openapi: Check, serve: Serve, song: Path
 ) -> None:
-    served = serve(credits_seconds=2)
+    served = serve(credits_seconds=1)
     with served.http() as http:
         response = http.post("/jobs", json={"uploadKey": _upload(http, song)})
     assert response.status_code == 402
     assert_matches_openapi(response, "/jobs", "post")
     error = response.json()["error"]
-    assert (error["code"], error["requiredSeconds"]) == ("INSUFFICIENT_CREDITS", 3)
+    assert (error["code"], error["requiredSeconds"]) == ("INSUFFICIENT_CREDITS", 2)
     assert error["purchaseUrl"].startswith("https://")
 
 
@@ -129,7 +130,7 @@ def test_402_insufficient_credits_names_required_seconds_and_purchase_url(
     ("config", "name", "content", "code"),
     [
         ({"max_file_bytes": 1000}, "song.wav", None, "FILE_TOO_LARGE"),
-        ({"max_duration_seconds": 2.0}, "song.wav", None, "AUDIO_TOO_LONG"),
+        ({"max_duration_seconds": 1.2}, "song.wav", None, "AUDIO_TOO_LONG"),
         ({"min_duration_seconds": 5.0}, "song.wav", None, "AUDIO_TOO_SHORT"),
         ({}, "notes.txt", b"not audio", "UNSUPPORTED_FORMAT"),
         ({}, "song.wav", b"RIFF garbage", "UNSUPPORTED_FORMAT"),
@@ -213,7 +214,7 @@ def test_youtube_jobs_serve_the_configured_file_with_full_audio(serve: Serve, so
         job = _wait(http, f"/youtube-jobs/{created.json()['id']}")
     assert job["status"] == "COMPLETED"
     assert set(job["outputs"]) == {"vocals", "instrumental", "fullAudio"}  # type: ignore[arg-type]
-    assert job["videoDuration"] == 3
+    assert job["videoDuration"] == 2
 
 
 def test_webhooks_create_list_delete(assert_matches_openapi: Check, served: Served) -> None:

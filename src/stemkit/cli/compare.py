@@ -13,8 +13,16 @@ from stemkit.errors import ConfigError, StemkitError
 from stemkit.protocol import ProgressEvent
 
 # Where each stage of a separation sits on its bar (the rest of the bar is the stage's own fraction).
-_STAGES = {"prepare": (0.0, 0.05), "upload": (0.05, 0.15), "queued": (0.15, 0.2), "processing": (0.2, 0.85),
-           "separate": (0.05, 0.9), "download": (0.85, 0.95), "write": (0.9, 0.98), "done": (1.0, 1.0)}
+_STAGES = {
+    "prepare": (0.0, 0.05),
+    "upload": (0.05, 0.15),
+    "queued": (0.15, 0.2),
+    "processing": (0.2, 0.85),
+    "separate": (0.05, 0.9),
+    "download": (0.85, 0.95),
+    "write": (0.9, 0.98),
+    "done": (1.0, 1.0),
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +55,7 @@ def compare_command(
     ),
 ) -> int:
     """Separate each input with every provider, score the stems, and print the table."""
-    from stemkit.evaluate.compare import compare
+    from stemkit.evaluate.comparison import compare
 
     if references is not None and musdb is not None:
         raise ConfigError("--references and --musdb both given; use one (both name the reference folder)")

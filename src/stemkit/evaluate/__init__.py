@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from stemkit.evaluate.bsseval import bss_eval
     from stemkit.evaluate.cache import SeparationCache
-    from stemkit.evaluate.compare import compare
+    from stemkit.evaluate.comparison import compare
     from stemkit.evaluate.metrics import agreement, mixture_consistency, sdr, sdr_and_si_sdr, si_sdr, song_sdr
     from stemkit.evaluate.report import Report, RunRecord, Score
 
@@ -27,14 +27,27 @@ _LAZY = {
     "mixture_consistency": "stemkit.evaluate.metrics",
     "agreement": "stemkit.evaluate.metrics",
     "bss_eval": "stemkit.evaluate.bsseval",
-    "compare": "stemkit.evaluate.compare",
+    "compare": "stemkit.evaluate.comparison",
     "Report": "stemkit.evaluate.report",
     "RunRecord": "stemkit.evaluate.report",
     "Score": "stemkit.evaluate.report",
     "SeparationCache": "stemkit.evaluate.cache",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Report",
+    "RunRecord",
+    "Score",
+    "SeparationCache",
+    "agreement",
+    "bss_eval",
+    "compare",
+    "mixture_consistency",
+    "sdr",
+    "sdr_and_si_sdr",
+    "si_sdr",
+    "song_sdr",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -102,9 +102,7 @@ def oracle_estimates(
     for first in range(0, n_frames, _BLOCK_FRAMES):
         count = min(_BLOCK_FRAMES, n_frames - first)
         spec_mix = np.fft.rfft(_frames(mix_p, first, count, n_fft, hop) * window, axis=-1)
-        powers = [
-            np.abs(np.fft.rfft(_frames(s, first, count, n_fft, hop) * window, axis=-1)) ** alpha for s in src_p
-        ]
+        powers = [np.abs(np.fft.rfft(_frames(s, first, count, n_fft, hop) * window, axis=-1)) ** alpha for s in src_p]
         denominator = np.maximum(np.sum(powers, axis=0), tiny)
         for j in range(len(names)):
             masked = np.fft.irfft(powers[j] / denominator * spec_mix, n=n_fft, axis=-1) * window

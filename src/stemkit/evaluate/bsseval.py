@@ -50,7 +50,8 @@ def load_museval() -> ModuleType:
             "(Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg; conda: conda install ffmpeg), "
             "or leave 'bss' out of the metrics (sdr and si-sdr need no ffmpeg)"
         ) from None
-    return museval
+    module: ModuleType = museval
+    return module
 
 
 def _silent(source: NDArray[np.float64]) -> bool:

@@ -173,9 +173,7 @@ def _si_sdr_from(
         flat_residual = np.ravel(residual).copy()
         flat_alpha = np.ravel(alpha)
         for stem in exact:
-            flat_residual[stem] = _exact_residual(
-                ref, est, int(stem), channels, float(flat_alpha[stem]), zero_mean
-            )
+            flat_residual[stem] = _exact_residual(ref, est, int(stem), channels, float(flat_alpha[stem]), zero_mean)
         residual = flat_residual.reshape(np.shape(residual))
     with np.errstate(divide="ignore", invalid="ignore"):
         value = 10.0 * np.log10(target / residual)
@@ -263,8 +261,7 @@ def _stack(stems: Mapping[str, ArrayLike] | Sequence[ArrayLike] | ArrayLike, wha
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise InputError(
-                f"{what}: stems have different shapes {sorted(shapes)}; align them first "
-                "(stemkit.evaluate.align.match)"
+                f"{what}: stems have different shapes {sorted(shapes)}; align them first (stemkit.evaluate.align.match)"
             )
         return np.stack(arrays)
     return np.asarray(stems)

@@ -122,9 +122,11 @@ def html_report(report: Report) -> str:
         _html_table(*report.summary_rows()),
     ]
     for stem, header, rows in report.agreement_tables():
-        parts += [f"<h2>Agreement: {html.escape(stem)}</h2>",
-                  '<p class="caption">SDR (dB) of the column\'s stem against the row\'s</p>',
-                  _html_table(header, rows)]
+        parts += [
+            f"<h2>Agreement: {html.escape(stem)}</h2>",
+            "<p class=\"caption\">SDR (dB) of the column's stem against the row's</p>",
+            _html_table(header, rows),
+        ]
     parts += [
         "<h2>Runs</h2>",
         '<p class="caption">wall s: total over tracks; RTF: wall seconds per audio second</p>',

@@ -105,8 +105,7 @@ def _stem_set(folder: Path, ignore: frozenset[Path] = frozenset()) -> ReferenceS
             continue
         if name in stems:
             raise ConfigError(
-                f"references: {folder} has two files for the stem {name!r} ({stems[name].name}, {path.name}); "
-                "keep one"
+                f"references: {folder} has two files for the stem {name!r} ({stems[name].name}, {path.name}); keep one"
             )
         stems[name] = path
     if not stems:
@@ -120,9 +119,7 @@ def _stem_set(folder: Path, ignore: frozenset[Path] = frozenset()) -> ReferenceS
     return ReferenceSet(folder.name, folder, ordered, mixture)
 
 
-def find_reference_sets(
-    root: str | Path, inputs: Sequence[Path] = ()
-) -> tuple[bool, list[ReferenceSet]]:
+def find_reference_sets(root: str | Path, inputs: Sequence[Path] = ()) -> tuple[bool, list[ReferenceSet]]:
     """``(is_single_folder, sets)``: the stem folder ``root`` itself, or every MUSDB18-HQ track under it."""
     base = Path(root)
     if not base.is_dir():
@@ -147,9 +144,7 @@ def find_reference_sets(
     return False, sets
 
 
-def match_references(
-    inputs: Sequence[Path], root: str | Path
-) -> list[tuple[Path, ReferenceSet]]:
+def match_references(inputs: Sequence[Path], root: str | Path) -> list[tuple[Path, ReferenceSet]]:
     """Pair every input with its references; with no inputs, every track's ``mixture`` file is an input."""
     single, sets = find_reference_sets(root, inputs)
     if not inputs:

@@ -226,15 +226,17 @@ class Report:
                     costs[r.cost_unit] = costs.get(r.cost_unit, 0.0) + r.cost_amount
             cost = ", ".join(f"{amount:g} {unit}" for unit, amount in costs.items()) or "-"
             failed = "; ".join(f"{r.track}: {r.error_class}: {r.error}" for r in runs if not r.ok) or "-"
-            rows.append([
-                provider,
-                f"{len(ok)}/{len(runs)}",
-                _fmt(wall, 1) if ok else "-",
-                _fmt(float(np.median(rtfs)), 3) if rtfs else "-",
-                cost,
-                str(sum(r.cached for r in ok)),
-                failed,
-            ])
+            rows.append(
+                [
+                    provider,
+                    f"{len(ok)}/{len(runs)}",
+                    _fmt(wall, 1) if ok else "-",
+                    _fmt(float(np.median(rtfs)), 3) if rtfs else "-",
+                    cost,
+                    str(sum(r.cached for r in ok)),
+                    failed,
+                ]
+            )
         return header, rows
 
     def agreement_tables(self) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -334,9 +336,18 @@ class Report:
         """The score table, agreement matrices and run table as GitHub-flavoured Markdown."""
         parts = [f"_{self.caption()}_", "", _md_table(*self.summary_rows())]
         for stem, header, rows in self.agreement_tables():
-            parts += ["", f"**agreement: {stem}** (SDR dB of the column's stem against the row's)", "",
-                      _md_table(header, rows)]
-        parts += ["", "**runs** (wall s: total over tracks; RTF: wall / audio seconds)", "", _md_table(*self.run_rows())]
+            parts += [
+                "",
+                f"**agreement: {stem}** (SDR dB of the column's stem against the row's)",
+                "",
+                _md_table(header, rows),
+            ]
+        parts += [
+            "",
+            "**runs** (wall s: total over tracks; RTF: wall / audio seconds)",
+            "",
+            _md_table(*self.run_rows()),
+        ]
         return "\n".join(parts) + "\n"
 
     def plot(self, path: str | Path, *, dpi: int = 110) -> Path:

@@ -13,6 +13,7 @@ Requires the ``emulators`` extra (starlette, uvicorn).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -227,6 +228,7 @@ class RecordedRequest:
     headers: Mapping[str, str]
     """Lower-case names; the values of Authorization and other credentials are replaced by ``***``."""
     status: int | None
+    """None until the answer starts (or when the connection broke before one)."""
     at: float
 
 
@@ -245,31 +247,24 @@ class RequestRecorder:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status: int | None = None
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            headers[name] = "***" if name in _CREDENTIAL_HEADERS else raw_value.decode("latin-1")
+        record = RecordedRequest(
+            scope["method"], scope["path"], scope["query_string"].decode(), headers, None, time.monotonic()
+        )
+        with self._lock:  # recorded on arrival, so a client that got its answer always finds its request here
+            index = len(self.requests)
+            self.requests.append(record)
 
         async def capture(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                with self._lock:
+                    self.requests[index] = dataclasses.replace(record, status=int(message["status"]))
             await send(message)
 
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            headers: dict[str, str] = {}
-            for raw_name, raw_value in scope["headers"]:
-                name = raw_name.decode("latin-1").lower()
-                headers[name] = "***" if name in _CREDENTIAL_HEADERS else raw_value.decode("latin-1")
-            record = RecordedRequest(
-                scope["method"],
-                scope["path"],
-                scope["query_string"].decode(),
-                headers,
-                status,
-                time.monotonic(),
-            )
-            with self._lock:
-                self.requests.append(record)
+        await self.app(scope, receive, capture)
 
     def matching(self, method: str | None = None, prefix: str = "") -> list[RecordedRequest]:
         with self._lock:

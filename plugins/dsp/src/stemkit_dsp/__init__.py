@@ -52,7 +52,9 @@ def separate_array(
     n_fft = opts.n_fft or _auto_fft(sample_rate)
     channels, frames = audio.shape
     spectra = [stft(np.ascontiguousarray(audio[c], dtype=np.float32), n_fft) for c in range(channels)]
-    power = sum((np.abs(s).astype(np.float64) ** 2 for s in spectra), start=np.zeros(spectra[0].shape))
+    power = np.zeros(spectra[0].shape, dtype=np.float32)
+    for spectrum in spectra:
+        power += spectrum.real**2 + spectrum.imag**2
     perc = percussive_mask(power, opts.kernel)
     harm = 1.0 - perc
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate).astype(np.float64)

@@ -16,14 +16,16 @@ def stft(signal: Float32, n_fft: int) -> Complex64:
     hop = n_fft // OVERLAP
     padded = _pad(signal, n_fft)
     frames = sliding_window_view(padded, n_fft)[::hop] * np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    return np.fft.rfft(frames, axis=-1).astype(np.complex64)
+    # NumPy >= 2 transforms float32 in single precision: half the memory traffic of complex128.
+    return np.fft.rfft(frames, axis=-1).astype(np.complex64, copy=False)
 
 
 def istft(spectrum: Complex64, n_fft: int, length: int) -> Float32:
     """Inverse of :func:`stft` (weighted overlap-add, normalized by the summed squared window)."""
     hop = n_fft // OVERLAP
     window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    frames = np.fft.irfft(spectrum, n=n_fft, axis=-1).astype(np.float32) * window
+    frames = np.fft.irfft(spectrum, n=n_fft, axis=-1).astype(np.float32, copy=False)
+    frames *= window
     count = frames.shape[0]
     total = (count - 1) * hop + n_fft
     out = np.zeros(total + n_fft, dtype=np.float32)
@@ -49,36 +51,60 @@ def _pad(signal: Float32, n_fft: int) -> Float32:
     return np.pad(signal, (half, half + tail)).astype(np.float32)
 
 
-def box_smooth(values: npt.NDArray[np.float64], width: int, axis: int) -> npt.NDArray[np.float64]:
-    """Centred moving average along ``axis`` (edges average what exists), in O(n) via cumulative sums."""
+def box_smooth(values: Float32, width: int, axis: int) -> Float32:
+    """Centred moving average along ``axis`` (edges average what exists), in O(n) via cumulative sums.
+
+    The running sum is taken of values minus their mean, so it stays small and float32 keeps its precision
+    however long the signal.
+    """
     n = values.shape[axis]
     width = max(1, min(width, n))
-    moved = np.moveaxis(values, axis, 0)
-    csum = np.concatenate([np.zeros((1, *moved.shape[1:])), np.cumsum(moved, axis=0)], axis=0)
+    mean = values.mean(axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
+    moved = np.moveaxis(values - mean, axis, 0)
+    csum = np.empty((n + 1, *moved.shape[1:]), dtype=np.float32)
+    csum[0] = 0.0
+    np.cumsum(moved, axis=0, out=csum[1:])
     idx = np.arange(n)
     lo = np.clip(idx - width // 2, 0, n)
     hi = np.clip(idx + (width - width // 2), 0, n)
-    counts = (hi - lo).reshape(-1, *([1] * (moved.ndim - 1)))
+    counts = (hi - lo).astype(np.float32).reshape(-1, *([1] * (moved.ndim - 1)))
     out = (csum[hi] - csum[lo]) / counts
-    return np.moveaxis(out, 0, axis)
+    return np.moveaxis(out, 0, axis) + mean
 
 
-def percussive_mask(power: npt.NDArray[np.float64], kernel: int) -> npt.NDArray[np.float32]:
+def percussive_mask(power: Float32, kernel: int) -> Float32:
     """Soft mask of percussive energy: smoothing the log spectrogram across time keeps steady tones,
     across frequency keeps broadband transients; their ratio (squared, Wiener-like) says which dominates."""
-    log_power = np.log(power + 1e-12)
+    log_power = np.log(power + np.float32(1e-12))
     harmonic = box_smooth(log_power, kernel, axis=0)
     percussive = box_smooth(log_power, kernel, axis=1)
     # exp(2·(p−h)) = (P/H)²; the logistic form avoids overflow for extreme ratios.
-    return (1.0 / (1.0 + np.exp(np.clip(harmonic - percussive, -30, 30) * 2.0))).astype(np.float32)
+    ratio = np.clip(harmonic - percussive, -30.0, 30.0)
+    ratio *= 2.0
+    np.exp(ratio, out=ratio)
+    ratio += 1.0
+    return np.reciprocal(ratio, out=ratio)
 
 
-def centre_mask(left: Complex64, right: Complex64, sharpness: float) -> npt.NDArray[np.float32]:
+def smooth3(values: Float32) -> Float32:
+    """Average of each frame with its neighbours (edges: what exists) — the cheap case of box_smooth."""
+    out = values.copy()
+    out[1:] += values[:-1]
+    out[:-1] += values[1:]
+    counts = np.full((values.shape[0], 1), 3.0, dtype=np.float32)
+    counts[0] = counts[-1] = 2.0 if values.shape[0] > 1 else 1.0
+    out /= counts
+    return out
+
+
+def centre_mask(left: Complex64, right: Complex64, sharpness: float) -> Float32:
     """How much each bin comes from the stereo centre: the inter-channel coherence, smoothed over a few
     frames and raised to ``sharpness`` (1 = identical channels, 0 = one side only or uncorrelated)."""
-    cross = box_smooth(np.abs(left * np.conj(right)).astype(np.float64), 3, axis=0)
-    energy = box_smooth((np.abs(left) ** 2 + np.abs(right) ** 2).astype(np.float64), 3, axis=0)
-    coherence = np.clip(2.0 * cross / (energy + 1e-12), 0.0, 1.0)
+    mag_left = np.abs(left)
+    mag_right = np.abs(right)
+    cross = smooth3(mag_left * mag_right)
+    energy = smooth3(mag_left * mag_left + mag_right * mag_right)
+    coherence = np.clip(2.0 * cross / (energy + np.float32(1e-12)), 0.0, 1.0)
     return np.asarray(coherence**sharpness, dtype=np.float32)
 
 

@@ -154,13 +154,10 @@ def _select(
             raise _refuse(f"entries {chosen[stem].filename!r} and {info.filename!r} are both the {stem} stem")
         chosen[stem] = info
     if declared > limits.max_total_bytes:
-        raise _refuse(
-            f"its entries declare {declared} bytes in all, past the bound of {limits.max_total_bytes}"
-        )
+        raise _refuse(f"its entries declare {declared} bytes in all, past the bound of {limits.max_total_bytes}")
     if declared > limits.ratio_floor_bytes and declared > limits.max_ratio * max(compressed, 1):
         raise _refuse(
-            f"it inflates {declared / max(compressed, 1):.0f}-fold, past the bound of {limits.max_ratio:.0f} "
-            "(zip bomb)"
+            f"it inflates {declared / max(compressed, 1):.0f}-fold, past the bound of {limits.max_ratio:.0f} (zip bomb)"
         )
     missing = [name for name in expected if name not in chosen]
     if missing:
@@ -172,17 +169,14 @@ def _select(
         )
     if ignored:
         warnings.warn(
-            f"ezstems: ignored {len(ignored)} archive member(s) that are not expected stems: "
-            f"{', '.join(ignored)}",
+            f"ezstems: ignored {len(ignored)} archive member(s) that are not expected stems: {', '.join(ignored)}",
             ArchiveWarning,
             stacklevel=4,
         )
     return chosen
 
 
-def _copy_member(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: ZipLimits, written: int
-) -> int:
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: ZipLimits, written: int) -> int:
     fmt = AUDIO_SUFFIXES[PurePosixPath(info.filename).suffix.lower()]
     size = 0
     with archive.open(info) as source, open(target, "xb") as sink:

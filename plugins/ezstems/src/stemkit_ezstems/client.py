@@ -24,8 +24,6 @@ from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from stemkit_ezstems._models import ApiKeyInfo, ErrorBody, GeneratedKey, StatusData, UploadData, envelope_data
-from stemkit_ezstems._service import DEFAULT_BASE_URL
 
 from stemkit.errors import (
     AuthenticationError,
@@ -38,6 +36,8 @@ from stemkit.errors import (
 )
 from stemkit.hosted import AsyncHostedTransport, ErrorContext, HostedTransport, RetryPolicy, Secret
 from stemkit.hosted.transport import TransferProgress
+from stemkit_ezstems._models import ApiKeyInfo, ErrorBody, GeneratedKey, StatusData, UploadData, envelope_data
+from stemkit_ezstems._service import DEFAULT_BASE_URL
 
 __all__ = ["ENV_API_KEY", "ENV_BASE_URL", "AsyncEzStemsClient", "EzStemsClient", "default_retry_policy"]
 
@@ -88,8 +88,7 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
         )
     if ctx.status_code == 400 and any(s in said.lower() for s in _LIMIT_ERRORS):
         return ProviderLimitError(
-            f"{where} was refused: {said}. Use a smaller MP3/WAV/M4A file, a larger plan (plan=), or another "
-            "provider",
+            f"{where} was refused: {said}. Use a smaller MP3/WAV/M4A file, a larger plan (plan=), or another provider",
             **common,
         )
     if ctx.status_code == 404 and endpoint in ("status.php", "download.php"):
@@ -236,9 +235,7 @@ class EzStemsClient(_ClientBase):
         body = self.transport.request_json("GET", "status.php", params={"id": job_id})
         return _data(body, StatusData, "status.php")
 
-    def download(
-        self, job_id: str, dest: str | os.PathLike[str], *, progress: TransferProgress | None = None
-    ) -> Path:
+    def download(self, job_id: str, dest: str | os.PathLike[str], *, progress: TransferProgress | None = None) -> Path:
         """``GET download.php?id=``: the ZIP streams to ``dest`` through a temporary file."""
         return self.transport.download("download.php", dest, params={"id": job_id}, progress=progress)
 

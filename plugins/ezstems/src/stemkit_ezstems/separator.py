@@ -21,18 +21,6 @@ from typing import Any, Literal, cast
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, field_validator
-from stemkit_ezstems._archive import ZipLimits, extract_stems
-from stemkit_ezstems._models import StatusData, UploadData
-from stemkit_ezstems._service import (
-    CANONICAL_BY_STEMS,
-    DEFAULT_PLAN,
-    PLAN_LIMITS,
-    SPLEETER_STEMS,
-    UPLOAD_FORMATS,
-    Plan,
-    StemCount,
-)
-from stemkit_ezstems.client import ENV_API_KEY, AsyncEzStemsClient, EzStemsClient, _resolve
 
 from stemkit.errors import ConfigError
 from stemkit.hosted import (
@@ -46,6 +34,18 @@ from stemkit.hosted import (
 )
 from stemkit.protocol import Capabilities
 from stemkit.provider import RawResult, SeparationJob, SeparatorBase
+from stemkit_ezstems._archive import ZipLimits, extract_stems
+from stemkit_ezstems._models import StatusData, UploadData
+from stemkit_ezstems._service import (
+    CANONICAL_BY_STEMS,
+    DEFAULT_PLAN,
+    PLAN_LIMITS,
+    SPLEETER_STEMS,
+    UPLOAD_FORMATS,
+    Plan,
+    StemCount,
+)
+from stemkit_ezstems.client import ENV_API_KEY, AsyncEzStemsClient, EzStemsClient, _resolve
 
 __all__ = ["DEFAULT_POLL_POLICY", "EzStemsOptions", "EzStemsSeparator"]
 
@@ -213,9 +213,7 @@ class EzStemsSeparator(SeparatorBase):
         timings.update(queue=outcome.queued_seconds, process=outcome.processing_seconds)
         job.progress("download", 0.0, f"downloading the stems of job {created.id}", job_id=created.id)
         with _timed(timings, "download"):
-            archive = client.download(
-                created.id, job.workdir / "stems.zip", progress=_Throttled(job, "download")
-            )
+            archive = client.download(created.id, job.workdir / "stems.zip", progress=_Throttled(job, "download"))
         with _timed(timings, "extract"):
             stems = self._extract(job, archive, count)
         return self._result(created.id, count, stems, timings)

@@ -22,6 +22,8 @@ previous segment's overlap.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -135,6 +137,99 @@ class ArrayFrames(FrameSource):
         return n
 
 
+class PrefetchFrames(FrameSource):
+    """Reads ``source`` ahead in a worker thread (at most ``depth`` blocks), so decoding and resampling the
+    input overlap with inference instead of adding to it. Memory: ``depth`` blocks of ``block`` frames."""
+
+    def __init__(self, source: FrameSource, block: int, depth: int = 2) -> None:
+        self._queue: queue.Queue[tuple[Float32Array, int] | BaseException] = queue.Queue(maxsize=depth)
+        self._current: Float32Array | None = None
+        self._offset = self._valid = 0
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(source, block), name="stemkit-onnx-read", daemon=True)
+        self._thread.start()
+
+    def _fill(self, source: FrameSource, block: int) -> None:
+        try:
+            while not self._stop.is_set():
+                buf = np.empty((2, block), dtype=np.float32)
+                n = source.readinto(buf, block)
+                self._put((buf, n))
+                if n < block:
+                    return
+        except BaseException as exc:  # handed to the reading thread, raised there
+            self._put(exc)
+
+    def _put(self, item: tuple[Float32Array, int] | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readinto(self, dst: Float32Array, count: int) -> int:
+        done = 0
+        while done < count:
+            if self._current is None or self._offset == self._valid:
+                if self._done:
+                    break
+                item = self._queue.get()
+                if isinstance(item, BaseException):
+                    self._done = True
+                    raise item
+                self._current, self._valid = item
+                self._offset = 0
+                if self._valid < self._current.shape[1]:
+                    self._done = True
+                continue
+            n = min(count - done, self._valid - self._offset)
+            dst[:, done : done + n] = self._current[:, self._offset : self._offset + n]
+            done += n
+            self._offset += n
+        return done
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Writer:
+    """Overlap-adds and emits in a worker thread, at most ``depth`` segments behind the model runs."""
+
+    def __init__(self, ola: OverlapAdd, emit: Callable[[Float32Array], None], depth: int = 2) -> None:
+        self._ola, self._emit = ola, emit
+        self._queue: queue.Queue[tuple[Sequence[Float32Array], int, bool] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.total = 0
+        self._thread = threading.Thread(target=self._work, name="stemkit-onnx-write", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain, so the producer never blocks
+            try:
+                block = self._ola.add(*item)
+                self.total += int(block.shape[2])
+                self._emit(block)
+            except BaseException as exc:
+                self.error = exc
+
+    def put(self, stems: Sequence[Float32Array], valid: int, last: bool) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((stems, valid, last))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 def run_overlap_add(
     source: FrameSource,
     runner: SegmentRunner,
@@ -143,34 +238,54 @@ def run_overlap_add(
     n_stems: int,
     emit: Callable[[Float32Array], None],
     on_segment: Callable[[int], None] | None = None,
+    background: bool = False,
 ) -> int:
-    """Run ``runner`` over ``source`` segment by segment; ``emit`` each finished ``(S, 2, m)`` block.
+    """Run ``runner`` over ``source`` segment by segment; ``emit`` each finished ``(S, 2, m)`` block, in order.
 
-    Returns the number of model-rate frames emitted (the input length). ``on_segment(i)`` is
-    called after segment ``i`` has been emitted; it may raise to stop the run.
+    Returns the number of model-rate frames emitted (the input length). ``on_segment(i)`` is called
+    (in the calling thread) after segment ``i`` has run; it may raise to stop the run. With
+    ``background``, input is read ahead and output overlap-added and emitted in worker threads, each
+    at most two segments away from the model, so that only the model runs in the calling thread.
     """
     plan = SegmentPlan(segment)
     ola = OverlapAdd(plan, n_stems)
     overlap, stride = plan.overlap, plan.stride
+    reader = PrefetchFrames(source, stride) if background else source
+    writer = _Writer(ola, emit) if background else None
     x = np.zeros((1, 2, segment), dtype=np.float32)
     frames = x[0]
-    filled = source.readinto(frames, segment)
-    index = 0
     total = 0
-    while True:
-        if filled < segment:
-            frames[:, filled:] = 0.0
-        last = filled <= stride
-        block = ola.add(runner(x), filled, last)
-        total += int(block.shape[2])
-        emit(block)
-        if on_segment is not None:
-            on_segment(index)
-        if last:
-            return total
-        at_end = filled < segment
-        frames[:, :overlap] = frames[:, stride:]
-        filled -= stride
-        if not at_end:
-            filled += source.readinto(frames[:, overlap:], stride)
-        index += 1
+    try:
+        filled = reader.readinto(frames, segment)
+        index = 0
+        while True:
+            if filled < segment:
+                frames[:, filled:] = 0.0
+            last = filled <= stride
+            stems = runner(x)
+            if writer is not None:
+                writer.put(stems, filled, last)
+            else:
+                block = ola.add(stems, filled, last)
+                total += int(block.shape[2])
+                emit(block)
+            if on_segment is not None:
+                on_segment(index)
+            if last:
+                break
+            at_end = filled < segment
+            frames[:, :overlap] = frames[:, stride:]
+            filled -= stride
+            if not at_end:
+                filled += reader.readinto(frames[:, overlap:], stride)
+            index += 1
+    finally:
+        if isinstance(reader, PrefetchFrames):
+            reader.close()
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        if writer.error is not None:
+            raise writer.error
+        total = writer.total
+    return total

@@ -130,12 +130,19 @@ _lock = threading.Lock()
 
 
 def load_session(
-    path: Path, providers: Sequence[str], *, threads: int | None, label: str, broken: type[Exception] = ConfigError
+    path: Path,
+    providers: Sequence[str],
+    *,
+    threads: int | None,
+    label: str,
+    broken: type[Exception] = ConfigError,
+    fresh: bool = False,
 ) -> tuple[Any, Signature]:
     """A (cached) session for ``path`` and its checked signature.
 
     A file onnxruntime cannot load raises ``broken`` (ConfigError for a user's file; the provider
-    passes ProviderUnavailableError for a registry model whose cached copy is damaged).
+    passes ProviderUnavailableError for a registry model whose cached copy is damaged). ``fresh``
+    builds a new session and leaves the cache alone.
     """
     try:
         stat = path.stat()
@@ -143,7 +150,7 @@ def load_session(
         raise ConfigError(f"{label}: model file {path} cannot be read ({exc.strerror}); check the path") from exc
     key = _Key(str(path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(providers), threads)
     with _lock:
-        hit = _cache.get(key)
+        hit = None if fresh else _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
@@ -157,6 +164,8 @@ def load_session(
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise broken(f"{label}: {path} is not a loadable ONNX model ({text}); re-export or re-download it") from exc
     entry = (session, inspect_signature(session, label))
+    if fresh:
+        return entry
     with _lock:
         _cache[key] = entry
         while len(_cache) > _MAX_SESSIONS:

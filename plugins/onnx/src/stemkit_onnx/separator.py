@@ -15,7 +15,9 @@ not grow with the song's length; the StemSet is file-backed and decodes a stem w
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,11 @@ __all__ = ["OnnxOptions", "OnnxSeparator"]
 
 DEFAULT_MODEL = "htdemucs_ft"
 _READ_BLOCK = 1 << 16
+
+
+def _warm_hash(source: Any) -> None:
+    with contextlib.suppress(Exception):  # the core computes it again and reports any problem
+        _ = source.sha256
 
 
 class OnnxOptions(BaseModel):
@@ -268,10 +275,27 @@ class OnnxSeparator(SeparatorBase):
         paths = [job.workdir / f"{name}.wav" for name in names]
         job.progress("separate", 0.0, f"{label}: {n_segments} segment(s) of {segment / MODEL_RATE:.2f} s")
         run_started = time.perf_counter()
-        with StemFiles(paths, sample_rate=source.sample_rate, channels=source.channels, frames=source.frames) as sink:
-            reader = ModelRateInput(source.iter_blocks(_READ_BLOCK), source.sample_rate)
-            run_overlap_add(reader, runner, segment=segment, n_stems=len(names), emit=sink.write, on_segment=on_segment)
-            sink.finish()
+        # The provenance hash of the input is read on the core's side after this returns; compute it
+        # now on the spare core instead, while the model runs.
+        hasher = threading.Thread(target=_warm_hash, args=(source,), name="stemkit-onnx-hash", daemon=True)
+        hasher.start()
+        try:
+            with StemFiles(
+                paths, sample_rate=source.sample_rate, channels=source.channels, frames=source.frames
+            ) as sink:
+                reader = ModelRateInput(source.iter_blocks(_READ_BLOCK), source.sample_rate)
+                run_overlap_add(
+                    reader,
+                    runner,
+                    segment=segment,
+                    n_stems=len(names),
+                    emit=sink.write,
+                    on_segment=on_segment,
+                    background=True,
+                )
+                sink.finish()
+        finally:
+            hasher.join()
         timings["process"] = time.perf_counter() - run_started
         return RawResult(
             stems=dict(zip(names, paths, strict=True)),

@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -52,7 +52,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stemkit.errors import ConfigError
 from stemkit.hosted.emulator import EmulatorSettings as KitSettings
@@ -101,9 +101,7 @@ class EzStemsSettings:
         known = ("plan", "rate_limit", "rate_window", "workers", "faults_on")
         unknown = [k for k in options if k not in known]
         if unknown:
-            raise ConfigError(
-                f"ezstems emulator: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
+            raise ConfigError(f"ezstems emulator: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
         values: dict[str, Any] = {}
         try:
             if "plan" in options:
@@ -181,9 +179,7 @@ def _ok(data: Any) -> JSONResponse:
     return JSONResponse({"success": True, "data": data})
 
 
-def _error(
-    status: int, error: str, message: str | None = None, headers: dict[str, str] | None = None
-) -> Response:
+def _error(status: int, error: str, message: str | None = None, headers: dict[str, str] | None = None) -> Response:
     body: dict[str, Any] = {"error": error}
     if message is not None:
         body["message"] = message
@@ -196,10 +192,10 @@ class EmulatorState:
     def __init__(self, settings: EzStemsSettings, faults: FaultPlan) -> None:
         self.settings = settings
         self.faults = faults
-        self.keys: dict[str, KeyRecord] = {
-            settings.api_key: KeyRecord(1, settings.api_key, created_at=_now())
-        }
+        self.keys: dict[str, KeyRecord] = {settings.api_key: KeyRecord(1, settings.api_key, created_at=_now())}
         self.jobs: dict[str, Job] = {}
+        self.arrivals: Counter[tuple[str, str]] = Counter()
+        self._ids: set[str] = set()
         self.pending: list[str] = []
         self._key_ids = itertools.count(2)
         self._lock = threading.Lock()
@@ -298,9 +294,12 @@ class EmulatorState:
         return archive
 
     def new_id(self, stems: int) -> str:
+        """``<timestamp>_<stems>``, moved on a second when that id is taken (reserved at once)."""
         stamp = int(time.time())
-        while f"{stamp}_{stems}" in self.jobs:
-            stamp += 1
+        with self._lock:
+            while f"{stamp}_{stems}" in self._ids:
+                stamp += 1
+            self._ids.add(f"{stamp}_{stems}")
         return f"{stamp}_{stems}"
 
     def queue_position(self, job: Job) -> int:
@@ -310,9 +309,7 @@ class EmulatorState:
     def authenticate(self, request: Request) -> KeyRecord | Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _error(
-                401, "Unauthorized", "API key is required: send 'Authorization: Bearer YOUR_API_KEY'"
-            )
+            return _error(401, "Unauthorized", "API key is required: send 'Authorization: Bearer YOUR_API_KEY'")
         record = self.keys.get(token.strip())
         if record is None or not record.active:
             return _error(401, "Unauthorized", "Invalid or inactive API key")
@@ -355,9 +352,7 @@ Handler = Callable[[Request, EmulatorState, KeyRecord], Awaitable[Response]]
 
 async def _upload(request: Request, state: EmulatorState, key: KeyRecord) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return _error(
-            400, "Bad Request", "Send the upload as multipart/form-data with fields 'file' and 'stems'"
-        )
+        return _error(400, "Bad Request", "Send the upload as multipart/form-data with fields 'file' and 'stems'")
     async with request.form(max_files=1, max_fields=16) as form:
         upload = form.get("file")
         stems_value = form.get("stems")
@@ -371,15 +366,11 @@ async def _upload(request: Request, state: EmulatorState, key: KeyRecord) -> Res
         if suffix not in UPLOAD_FORMATS:
             return _error(400, "Unsupported file type", "Allowed file types: MP3, WAV, M4A")
         if not isinstance(output, str) or output.lower() not in OUTPUT_FORMATS:
-            return _error(
-                400, "Invalid output parameter", f"output must be one of: {', '.join(OUTPUT_FORMATS)}"
-            )
+            return _error(400, "Invalid output parameter", f"output must be one of: {', '.join(OUTPUT_FORMATS)}")
         limit = PLAN_LIMITS[state.settings.plan]
         if (upload.size or 0) > limit:
             title = PLAN_TITLES[state.settings.plan]
-            return _error(
-                400, "File too large", f"Maximum file size for your {title} plan is {limit // _MB} MB"
-            )
+            return _error(400, "File too large", f"Maximum file size for your {title} plan is {limit // _MB} MB")
         stems = int(stems_value)
         job_id = state.new_id(stems)
         filename = f"{job_id}_{secrets.randbelow(90000) + 10000}.{suffix}"
@@ -451,15 +442,11 @@ async def _download(request: Request, state: EmulatorState, key: KeyRecord) -> R
         return job
     if job.status != "completed" or job.archive is None:
         detail = f"Processing failed: {job.error}" if job.status == "failed" else f"Status is {job.status}"
-        return _error(
-            400, "Processing not complete", f"{detail}; the ZIP is available once status is completed"
-        )
+        return _error(400, "Processing not complete", f"{detail}; the ZIP is available once status is completed")
     archive = job.archive
     headers = {"Content-Disposition": f'attachment; filename="{PurePath(job.filename).stem}_stems.zip"'}
     if drop := state.faults.fire("drop-download"):
-        return StreamedFile(
-            archive, media_type="application/zip", headers=headers, cut_after=float(drop["after"])
-        )
+        return StreamedFile(archive, media_type="application/zip", headers=headers, cut_after=float(drop["after"]))
     for kind, make in (("corrupt-zip", corrupt_copy), ("hostile-zip", hostile_copy)):
         if fault := state.faults.fire(kind):
             variant = str(fault["variant"])
@@ -531,8 +518,13 @@ class EmulatorRuntime:
         return plan
 
     def count(self, method: str, endpoint: str) -> int:
-        """How many ``method`` requests reached ``endpoint`` (faulted ones included)."""
-        return len(self.recorder.matching(method, f"{PREFIX}/{endpoint}.php"))
+        """How many ``method`` requests reached ``endpoint`` (faulted ones included).
+
+        Counted on arrival, before any answer is sent, so a client that has its answer sees its request
+        counted (the recorder's entries are only complete once the server has finished responding).
+        """
+        with self.state._lock:
+            return self.state.arrivals[(method, endpoint)]
 
 
 def build(settings: KitSettings | None = None) -> EmulatorRuntime:
@@ -548,9 +540,7 @@ def build(settings: KitSettings | None = None) -> EmulatorRuntime:
         finally:
             state.close()
 
-    routes = [
-        Route(f"{PREFIX}/{name}.php", _endpoint(state, name), methods=_ALL_METHODS) for name in _HANDLERS
-    ]
+    routes = [Route(f"{PREFIX}/{name}.php", _endpoint(state, name), methods=_ALL_METHODS) for name in _HANDLERS]
     routes.append(Route("/{path:path}", _not_found, methods=_ALL_METHODS))
     starlette = Starlette(routes=routes, lifespan=lifespan)
     starlette.state.emulator = state
@@ -559,5 +549,13 @@ def build(settings: KitSettings | None = None) -> EmulatorRuntime:
         return _endpoint_of(scope) in state.settings.faults_on
 
     faults = FaultMiddleware(starlette, state.faults, applies=applies, error=state.fault_response)
-    recorder = RequestRecorder(faults)
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = _endpoint_of(scope)
+        if endpoint is not None:
+            with state._lock:
+                state.arrivals[(str(scope["method"]), endpoint)] += 1
+        await faults(scope, receive, send)
+
+    recorder = RequestRecorder(counted)
     return EmulatorRuntime(recorder, state, recorder, faults)

@@ -18,9 +18,9 @@ HOSTILE_VARIANTS: tuple[str, ...] = (
     "zip-slip",  # an extra entry ../ezstems-escape.wav
     "absolute",  # an extra entry /tmp/ezstems-absolute.wav
     "symlink",  # the vocals entry is a symbolic link to /etc/passwd
-    "bomb",  # the other (or accompaniment) entry is 32 MiB of zeros deflated to ~32 KiB
-    "bomb-declared",  # that entry declares 3.5 GiB in the central directory
-    "bomb-actual",  # that entry declares 1 KiB but inflates to 32 MiB
+    "bomb",  # every stem is 6 MiB of zeros: 36 MiB deflated ~900-fold (refused by the ratio bound)
+    "bomb-declared",  # the last stem declares 4 GiB in the central directory
+    "bomb-actual",  # the bomb's entries declare 1 KiB each but inflate to 6 MiB
     "missing-stem",  # the vocals entry is left out
     "not-audio",  # the vocals entry is not audio at all
     "extra-files",  # harmless non-audio members beside the stems (readme.txt, cover.jpg, __MACOSX/)
@@ -30,7 +30,7 @@ HOSTILE_VARIANTS: tuple[str, ...] = (
 CORRUPT_VARIANTS: tuple[str, ...] = ("damaged", "cut")
 
 _MIB = 1024 * 1024
-_BOMB_BYTES = 32 * _MIB
+_BOMB_BYTES = 6 * _MIB
 #: A WAV header, so that a bomb member passes a format sniff and is refused for its size alone.
 _WAV_HEAD = b"RIFF\xff\xff\xff\xffWAVEfmt "
 
@@ -60,43 +60,46 @@ def _member_name(src: zipfile.ZipFile, stem: str) -> str:
     return f"{stem}.wav"
 
 
-def _write_zeros(dst: zipfile.ZipFile, arcname: str) -> None:
-    info = zipfile.ZipInfo(arcname)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    with dst.open(info, "w") as writer:
-        writer.write(_WAV_HEAD)
-        zeros = bytes(_MIB)
-        for _ in range(_BOMB_BYTES // _MIB):
-            writer.write(zeros)
+def _bomb_template(folder: Path) -> Path:
+    """Every Spleeter stem name as 6 MiB of zeros (36 MiB deflated to ~40 KiB), built once per folder."""
+    path = folder / "bomb-template.zip"
+    if not path.exists():
+        partial = folder / "bomb-template.zip.part"
+        with zipfile.ZipFile(partial, "w") as dst:
+            for name in ("vocals", "accompaniment", "drums", "bass", "piano", "other"):
+                info = zipfile.ZipInfo(f"bomb/{name}.wav")
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with dst.open(info, "w") as writer:
+                    writer.write(_WAV_HEAD)
+                    for _ in range(_BOMB_BYTES // _MIB):
+                        writer.write(bytes(_MIB))
+        partial.replace(path)
+    return path
 
 
-def _patch_declared_size(path: Path, arcname: str, size: int) -> None:
-    """Rewrite an entry's uncompressed size in the central directory (where readers take it from)."""
+def _patch_declared_size(path: Path, arcname: str | None, size: int) -> None:
+    """Rewrite the uncompressed size of entry ``arcname`` (every entry: ``None``) in the central directory,
+    where readers take it from."""
     data = bytearray(path.read_bytes())
-    name = arcname.encode()
     offset = data.find(b"PK\x01\x02")
     while offset != -1:
         name_len = struct.unpack_from("<H", data, offset + 28)[0]
-        if bytes(data[offset + 46 : offset + 46 + name_len]) == name:
+        if arcname is None or bytes(data[offset + 46 : offset + 46 + name_len]) == arcname.encode():
             struct.pack_into("<I", data, offset + 24, size)
-            path.write_bytes(bytes(data))
-            return
         offset = data.find(b"PK\x01\x02", offset + 4)
-    raise ValueError(f"no central directory entry {arcname!r}")
+    path.write_bytes(bytes(data))
 
 
 def hostile_copy(src_path: Path, dst_path: Path, variant: str) -> None:
     """A copy of the stems ZIP at ``src_path`` with the hostile ``variant`` (see HOSTILE_VARIANTS)."""
+    if variant in ("bomb", "bomb-actual"):
+        shutil.copyfile(_bomb_template(dst_path.parent), dst_path)
+        if variant == "bomb-actual":
+            _patch_declared_size(dst_path, None, 1024)
+        return
     with zipfile.ZipFile(src_path) as src:
         vocals = _member_name(src, "vocals")
-        other = (
-            _member_name(src, "other")
-            if any(PurePosixPath(i.filename).stem == "other" for i in src.infolist())
-            else _member_name(src, "accompaniment")
-        )
         skip = {"symlink": "vocals", "missing-stem": "vocals", "not-audio": "vocals"}.get(variant)
-        if variant.startswith("bomb"):
-            skip = PurePosixPath(other).stem
         with zipfile.ZipFile(dst_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
             _copy_members(src, dst, skip)
             payload = src.read(vocals) if variant in ("zip-slip", "absolute") else b""
@@ -116,14 +119,10 @@ def hostile_copy(src_path: Path, dst_path: Path, variant: str) -> None:
                 dst.writestr(f"{folder}/readme.txt", "Separated with Spleeter by EzStems.\n")
                 dst.writestr(f"{folder}/cover.jpg", b"\xff\xd8\xff\xe0" + bytes(256))
                 dst.writestr(f"__MACOSX/{folder}/._vocals.wav", bytes(64))
-            elif variant in ("bomb", "bomb-actual"):
-                _write_zeros(dst, other)
-            elif variant == "bomb-declared":
-                dst.writestr(other, _WAV_HEAD + bytes(4096))
     if variant == "bomb-declared":
-        _patch_declared_size(dst_path, other, 0xE000_0000)
-    elif variant == "bomb-actual":
-        _patch_declared_size(dst_path, other, 1024)
+        with zipfile.ZipFile(dst_path) as done:
+            last = done.infolist()[-1].filename
+        _patch_declared_size(dst_path, last, 0xFFFF_0000)
 
 
 def corrupt_copy(src_path: Path, dst_path: Path, variant: str) -> None:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stemkit_dsp import DspOptions, separate_array
 
 import stemkit
+from stemkit.demo import make_demo
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    make_demo(root, seconds=4.0)
+    return root
 
 
 @settings(max_examples=20, deadline=None)
@@ -63,7 +72,5 @@ def test_a_low_steady_tone_goes_to_bass() -> None:
 
 
 def test_dsp_refuses_a_target() -> None:
-    import pytest
-
     with pytest.raises(stemkit.ConfigError, match="takes no target"):
         stemkit.load("dsp:something")

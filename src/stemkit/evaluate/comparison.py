@@ -150,8 +150,11 @@ def _baseline(spec: ProviderSpec) -> _Contestant:
     return _Contestant(spec.render(), spec.name, alpha=alpha)
 
 
-def _contestants(providers: Sequence[ProviderItem] | ProviderItem, have_references: bool, baselines: bool) -> list[_Contestant]:
-    items: list[ProviderItem] = [providers] if isinstance(providers, str | ProviderSpec) else list(providers)
+def _contestants(
+    providers: Sequence[ProviderItem] | ProviderItem, have_references: bool, baselines: bool
+) -> list[_Contestant]:
+    single = isinstance(providers, str | ProviderSpec | Separator)
+    items: list[ProviderItem] = [providers] if single else list(providers)  # type: ignore[list-item,arg-type]
     if not items and not (have_references and baselines):
         raise ConfigError("providers: name at least one provider to compare, e.g. providers=['dsp']")
     out: list[_Contestant] = []
@@ -169,7 +172,8 @@ def _contestants(providers: Sequence[ProviderItem] | ProviderItem, have_referenc
                 out.append(_Contestant(item.spec, "provider", item))
             else:
                 raise ConfigError(
-                    f"providers: {item!r} is neither a spec string nor a Separator; pass e.g. 'dsp' or stemkit.load('dsp')"
+                    f"providers: {item!r} is neither a spec string nor a Separator; "
+                    "pass e.g. 'dsp' or stemkit.load('dsp')"
                 )
         if have_references and baselines:
             kinds = {c.kind for c in out}
@@ -215,7 +219,9 @@ def _tracks(inputs: InputArg, references: str | Path | None, stems: str | Sequen
     if references is None:
         if not given:
             raise ConfigError("inputs: name at least one audio file (or pass references=MUSDB_ROOT to use its tracks)")
-        return [_Track(name, path, None, stems=requested) for name, path in zip(output_names(given), given, strict=True)]
+        return [
+            _Track(name, path, None, stems=requested) for name, path in zip(output_names(given), given, strict=True)
+        ]
     pairs = match_references(given, references)
     names: list[str] = []
     for path, ref in pairs:
@@ -248,7 +254,8 @@ def _emit(progress: ProgressCallback | None, **fields: Any) -> None:
 def _separate(
     contestant: _Contestant, track: _Track, key: str, cache: SeparationCache, progress: ProgressCallback | None
 ) -> _Outcome:
-    assert contestant.separator is not None and contestant.semaphore is not None
+    assert contestant.separator is not None
+    assert contestant.semaphore is not None
     hit = cache.get(key)
     if hit is not None:
         _emit(progress, provider=contestant.label, stage="done", fraction=1.0, message="cached", input_name=track.name)
@@ -264,8 +271,14 @@ def _separate(
         try:
             result = contestant.separator.separate(track.path, stems=track.stems, progress=forward)
         except StemkitError as exc:
-            _emit(progress, provider=contestant.label, stage="done", fraction=1.0,
-                  message=f"failed: {type(exc).__name__}", input_name=track.name)
+            _emit(
+                progress,
+                provider=contestant.label,
+                stage="done",
+                fraction=1.0,
+                message=f"failed: {type(exc).__name__}",
+                input_name=track.name,
+            )
             return _Outcome(None, cached=False, error=exc)
         try:
             arrays = {name: stem.audio for name, stem in result.items()}
@@ -279,8 +292,13 @@ def _separate(
                 model=result.provenance.model,
                 cost_amount=cost.amount if cost else None,
                 cost_unit=cost.unit if cost else None,
-                info={"provider": contestant.label, "input": track.path.name, "input_sha256": track.sha256,
-                      "timings": dict(result.provenance.timings), "job_id": result.provenance.job_id},
+                info={
+                    "provider": contestant.label,
+                    "input": track.path.name,
+                    "input_sha256": track.sha256,
+                    "timings": dict(result.provenance.timings),
+                    "job_id": result.provenance.job_id,
+                },
             )
         finally:
             result.close()
@@ -429,10 +447,15 @@ def _score_track(
         outcome = outcomes[c.label]
         if outcome.separation is None:
             error = outcome.error
-            report.runs.append(RunRecord(
-                track=track.name, provider=c.label, duration=track.duration,
-                error=str(error) if error else "no result", error_class=type(error).__name__ if error else None,
-            ))
+            report.runs.append(
+                RunRecord(
+                    track=track.name,
+                    provider=c.label,
+                    duration=track.duration,
+                    error=str(error) if error else "no result",
+                    error_class=type(error).__name__ if error else None,
+                )
+            )
             continue
         estimates[c.label] = (outcome.separation.stems, outcome.separation.sample_rate)
     lags: dict[str, float | None] = {}
@@ -457,17 +480,19 @@ def _score_track(
         lags[c.label] = lag_seconds
         outcome_or_none = outcomes.get(c.label)
         separation = outcome_or_none.separation if outcome_or_none is not None else None
-        report.runs.append(RunRecord(
-            track=track.name,
-            provider=c.label,
-            duration=track.duration,
-            seconds=separation.seconds if separation is not None else seconds,
-            cached=outcome_or_none.cached if outcome_or_none is not None else False,
-            cost_amount=separation.cost_amount if separation is not None else None,
-            cost_unit=separation.cost_unit if separation is not None else None,
-            model=separation.model if separation is not None else c.kind,
-            lag_seconds=lag_seconds,
-        ))
+        report.runs.append(
+            RunRecord(
+                track=track.name,
+                provider=c.label,
+                duration=track.duration,
+                seconds=separation.seconds if separation is not None else seconds,
+                cached=outcome_or_none.cached if outcome_or_none is not None else False,
+                cost_amount=separation.cost_amount if separation is not None else None,
+                cost_unit=separation.cost_unit if separation is not None else None,
+                model=separation.model if separation is not None else c.kind,
+                lag_seconds=lag_seconds,
+            )
+        )
     if "agreement" in metric_names:
         same_shape = {
             label: dict(stems)
@@ -503,8 +528,9 @@ def _score_one(
             base, base_rate = mix, rate
         summed = match(base, _sum(stems, parts), reference_rate=base_rate, estimate_rate=est_rate)
         lag = estimate_lag(base, summed, round(max_lag_seconds * base_rate))
-        aligned = match(base, shift(summed, lag))
-        report.scores.append(Score(track.name, label, SONG, "consistency", mixture_consistency(base, [aligned])))
+        realigned = match(base, shift(summed, lag))
+        consistency = mixture_consistency(base, [realigned])
+        report.scores.append(Score(track.name, label, SONG, "consistency", consistency))
     if refs is None:
         return lag_seconds
     scored = [name for name in refs.stems if name in stems]
@@ -539,4 +565,3 @@ def _score_one(
         song = float(np.mean(finite_or_inf)) if finite_or_inf else float("nan")
         report.scores.append(Score(track.name, label, SONG, metric, song))
     return lag_seconds
-
