@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _onnx_common as common  # noqa: E402
+import _onnx_common as common
 
 
 def main() -> None:
@@ -39,8 +39,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import demucs_onnx
-    import stemkit
     from demucs_onnx.inference import N_SAMPLES
+
+    import stemkit
     from stemkit_onnx._sessions import load_session
 
     model = common.bench_model_path()
@@ -86,11 +87,13 @@ def main() -> None:
     for fn in cases.values():  # warm-up: sessions, page cache
         fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):
         for name, fn in cases.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
             while results:
                 results.pop().close()
 
@@ -108,6 +111,15 @@ def main() -> None:
     print(f"stemkit overhead over bare   = {100 * (med['stemkit'] / med['bare run'] - 1):+.1f} %   (target <= 5 %)")
     print(f"stemkit+load overhead        = {100 * (med['stemkit+load'] / med['bare run'] - 1):+.1f} %")
     print(f"demucs-onnx overhead         = {100 * (med['demucs-onnx'] / med['bare run'] - 1):+.1f} %")
+    cmed = {name: statistics.median(values) for name, values in cpu.items()}
+    print("CPU time (all threads of this process; insensitive to other processes on a shared machine):")
+    for name in cases:
+        print(f"  {name:13s} {cmed[name]:7.3f} s")
+    print(
+        f"  stemkit / demucs-onnx = {cmed['stemkit'] / cmed['demucs-onnx']:.3f}; "
+        f"stemkit overhead over bare = {100 * (cmed['stemkit'] / cmed['bare run'] - 1):+.1f} %; "
+        f"demucs-onnx overhead = {100 * (cmed['demucs-onnx'] / cmed['bare run'] - 1):+.1f} %"
+    )
     print(
         f"best runs: stemkit / demucs-onnx = {best['stemkit'] / best['demucs-onnx']:.3f}, "
         f"stemkit overhead = {100 * (best['stemkit'] / best['bare run'] - 1):+.1f} %"

@@ -206,3 +206,11 @@ def test_async_chain_falls_back_too() -> None:
 
     result = anyio.run(main)
     assert [a.outcome for a in result.attempts] == ["failed", "ok"]
+
+
+def test_a_timeout_bounds_the_whole_chain_call() -> None:
+    chain = Chain([Scripted("slow"), Scripted("next")])
+    result = chain.separate(AUDIO, sample_rate=44_100, timeout=60)
+    assert result.attempts[-1].outcome == "ok"
+    with pytest.raises(AllProvidersFailedError, match="deadline has passed"):
+        chain.separate(AUDIO, sample_rate=44_100, timeout=-1)

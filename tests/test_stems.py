@@ -73,3 +73,10 @@ def test_no_request_returns_the_default_combination_as_produced() -> None:
     plan = plan_stems(None, SPLEETER, default=1)
     assert plan.combination == ("vocals", "drums", "bass", "other")
     assert all(d.direct for d in plan.outputs)
+
+
+def test_asking_for_exactly_a_claimed_combination_is_direct_whatever_other_means_there() -> None:
+    plan = plan_stems(["other", "bass"], [("bass", "other")])
+    assert all(d.direct for d in plan.outputs)
+    assert [d.name for d in plan.outputs] == ["other", "bass"]
+    assert plan.outputs[0].complement_of == ("bass",)

@@ -104,6 +104,7 @@ async def aseparate_many(
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time."""
     items, names, requested, out = _prepare(inputs, provider, stems, concurrency, output_dir, format, template)
     separator = load(provider)
+    owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         job = _Job(separator, requested, out, format, template, progress)
         limiter = anyio.CapacityLimiter(concurrency)
@@ -118,7 +119,8 @@ async def aseparate_many(
             for _ in items:
                 yield await receive.receive()
     finally:
-        separator.close()
+        if owned:
+            separator.close()
 
 
 def separate_many(
@@ -139,6 +141,7 @@ def separate_many(
     """
     items, names, requested, out = _prepare(inputs, provider, stems, concurrency, output_dir, format, template)
     separator = load(provider)
+    owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         job = _Job(separator, requested, out, format, template, progress)
         with start_blocking_portal() as portal:
@@ -154,7 +157,8 @@ def separate_many(
                 for future in futures:
                     future.cancel()
     finally:
-        separator.close()
+        if owned:
+            separator.close()
 
 
 async def _limiter(n: int) -> anyio.CapacityLimiter:

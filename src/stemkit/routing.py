@@ -255,6 +255,7 @@ class Chain:
     def _begin(
         self, audio: Any, stems: Iterable[str] | str | None, sample_rate: int | None, options: Mapping[str, Any]
     ) -> tuple[AudioSource, tuple[str, ...] | None]:
+        """Open the input once for every member; provider options belong in each member's spec."""
         if self._closed:
             raise StemkitError("chain: this separator is closed; load a new one")
         if options:
@@ -265,12 +266,13 @@ class Chain:
         return open_source(audio, sample_rate=sample_rate), normalize_request(stems)
 
     def _next(
-        self, member: Separator, source: AudioSource, requested: tuple[str, ...] | None, started: float
+        self, member: Separator, source: AudioSource, requested: tuple[str, ...] | None, started: float,
+        deadline: float | None,
     ) -> tuple[str | None, float | None]:
         """(skip reason, timeout for this member)."""
         timeout = self.provider_timeout
-        if self.deadline is not None:
-            left = self.deadline - (time.monotonic() - started)
+        if deadline is not None:
+            left = deadline - (time.monotonic() - started)
             if left <= 0:
                 return "the chain's deadline has passed", None
             timeout = left if timeout is None else min(timeout, left)
@@ -305,20 +307,23 @@ class Chain:
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,
         sample_rate: int | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
+        """Try each member in order. ``timeout`` bounds this whole call (default: the chain's ``deadline``)."""
         source, requested = self._begin(audio, stems, sample_rate, options)
+        deadline = self.deadline if timeout is None else timeout
         started = time.monotonic()
         attempts: list[Attempt] = []
         try:
             for member in self.members:
-                reason, timeout = self._next(member, source, requested, started)
+                reason, limit = self._next(member, source, requested, started, deadline)
                 if reason is not None:
                     attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
                     continue
                 t0 = time.perf_counter()
                 try:
-                    result = member.separate(source, stems=requested, progress=progress, **_timeout(timeout))
+                    result = member.separate(source, stems=requested, progress=progress, **_timeout(limit))
                 except (InputError, ConfigError):
                     self._breaker(member).record_success()  # the provider was fine; the request was not
                     raise
@@ -342,10 +347,13 @@ class Chain:
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,
         sample_rate: int | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
+        """Async :meth:`separate`."""
         import anyio.to_thread
 
+        deadline = self.deadline if timeout is None else timeout
         source, requested = await anyio.to_thread.run_sync(
             lambda: self._begin(audio, stems, sample_rate, options)
         )
@@ -353,13 +361,13 @@ class Chain:
         attempts: list[Attempt] = []
         try:
             for member in self.members:
-                reason, timeout = self._next(member, source, requested, started)
+                reason, limit = self._next(member, source, requested, started, deadline)
                 if reason is not None:
                     attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
                     continue
                 t0 = time.perf_counter()
                 try:
-                    result = await member.aseparate(source, stems=requested, progress=progress, **_timeout(timeout))
+                    result = await member.aseparate(source, stems=requested, progress=progress, **_timeout(limit))
                 except (InputError, ConfigError):
                     self._breaker(member).record_success()
                     raise

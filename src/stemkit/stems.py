@@ -198,6 +198,11 @@ def plan_stems(
             for name in combo
         )
         return Plan(combo, outputs)
+    for combo in combinations:
+        # Asking for exactly what a combination produces is always direct, whatever its ``other`` means.
+        if set(combo) == set(requested):
+            by_name = {d.name: d for d in plan_stems(None, [combo]).outputs}
+            return Plan(tuple(combo), tuple(by_name[name] for name in requested))
     best: tuple[tuple[int, int, int, int], Plan] | None = None
     for index, combo in enumerate(combinations):
         outputs_or_none = _plan_for(tuple(combo), requested)

@@ -105,7 +105,7 @@ def test_compare_reports_bss_metrics_per_stem(tmp_path: Path) -> None:
     from stemkit.demo import make_demo
     from stemkit.evaluate import compare
 
-    make_demo(tmp_path, seconds=2.0, sample_rate=RATE)
+    make_demo(tmp_path, seconds=1.5, sample_rate=RATE)
     report = compare(tmp_path / "mixture.wav", [], references=tmp_path, metrics="bss", stems="vocals,bass")
     assert report.metrics == list(BSS_METRICS)
     assert report.stems == ["vocals", "bass"]

@@ -18,21 +18,26 @@ from stemkit.testing import ProviderConformance, demo_clip
 class TestBandSplitConformance(ProviderConformance):
     @pytest.fixture
     def separator(self) -> Iterator[Separator]:
-        with stemkit.load("bandsplit?crossover_hz=200") as sep:
+        with stemkit.load("bandsplit?low_hz=150&high_hz=5000") as sep:
             yield sep
 
 
 # --8<-- [end:conformance]
 
 
-def test_bass_and_other_add_up_to_the_input(tmp_path: Path) -> None:
+def test_vocals_and_instrumental_add_up_to_the_input(tmp_path: Path) -> None:
     clip = demo_clip(tmp_path, seconds=1.0)
     stems = stemkit.separate(clip, provider="bandsplit")
     assert stems.mixture is not None
-    np.testing.assert_allclose(stems["bass"].audio + stems["other"].audio, stems.mixture.audio, atol=1e-5)
+    np.testing.assert_allclose(stems["vocals"].audio + stems["instrumental"].audio, stems.mixture.audio, atol=1e-5)
 
 
-def test_a_crossover_above_nyquist_is_a_config_error(tmp_path: Path) -> None:
-    clip = demo_clip(tmp_path, seconds=0.5, sample_rate=2_000)
+def test_a_band_above_nyquist_is_a_config_error(tmp_path: Path) -> None:
+    clip = demo_clip(tmp_path, seconds=0.5, sample_rate=8_000)
     with pytest.raises(ConfigError, match="Nyquist"):
-        stemkit.separate(clip, provider="bandsplit?crossover_hz=1500")
+        stemkit.separate(clip, provider="bandsplit?high_hz=5000")
+
+
+def test_a_band_narrower_than_its_transitions_is_refused() -> None:
+    with pytest.raises(ConfigError, match="high_hz"):
+        stemkit.load("bandsplit?low_hz=1000&high_hz=1020")

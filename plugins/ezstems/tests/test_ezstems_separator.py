@@ -24,7 +24,7 @@ from stemkit.errors import (
 )
 from stemkit.hosted import PollPolicy, RetryPolicy
 from stemkit.protocol import ProgressEvent
-from stemkit_ezstems import ArchiveWarning, EzStemsSeparator
+from stemkit_ezstems import ArchiveWarning, EzStemsClient, EzStemsSeparator
 from stemkit_ezstems.emulator import DEFAULT_API_KEY as KEY
 from stemkit_ezstems.emulator import HOSTILE_VARIANTS
 from stemkit_ezstems.testing import RunningEmulator as Emu
@@ -63,10 +63,6 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if not p.relative_to(root).parts[0].startswith("ezstems-emulator-")]
 
 
-def last_job_stems(emu: Emu) -> int:
-    return max(emu.state.jobs.values(), key=lambda j: j.id).stems
-
-
 # -- planning -----------------------------------------------------------------------------------------------
 
 
@@ -90,7 +86,7 @@ def test_requests_run_the_smallest_spleeter_configuration_covering_them(
     derived: set[str],
 ) -> None:
     stems = separator_for(emulator).separate(song, stems=request_stems)
-    assert last_job_stems(emulator) == uploaded
+    assert emulator.state.jobs[stems.provenance.job_id or ""].stems == uploaded
     assert list(stems) == (request_stems or ["vocals", "drums", "bass", "other"])
     assert {name for name, stem in stems.items() if stem.derived} == derived
     frames = sf.info(song).frames
@@ -115,7 +111,7 @@ def test_a_pinned_configuration_is_used_even_for_a_smaller_request(
 ) -> None:
     stems = separator_for(emulator, stems="5").separate(song, stems=["vocals"])
     assert list(stems) == ["vocals"]
-    assert last_job_stems(emulator) == 5
+    assert emulator.state.jobs[stems.provenance.job_id or ""].stems == 5
 
 
 def test_the_five_stem_piano_from_the_emulator_is_silent(
@@ -202,25 +198,23 @@ def test_progress_reports_upload_queue_position_processing_and_download(
 ) -> None:
     emu = make_emulator(workers=1)
     emu.state.pause()
-    with separator_for(emu) as blocker_sep:
-        blocker = threading.Thread(target=blocker_sep.separate, args=(song,), kwargs={"stems": ["vocals"]})
-        blocker.start()
-        events: list[ProgressEvent] = []
-        queued = threading.Event()
+    with EzStemsClient(KEY, base_url=emu.base_url) as client:
+        client.upload(song, 2)  # held in processing: the separation below waits behind it
+    events: list[ProgressEvent] = []
+    queued = threading.Event()
 
-        def on_progress(event: ProgressEvent) -> None:
-            events.append(event)
-            if event.stage == "queued" and event.queue_position == 1:
-                queued.set()
+    def on_progress(event: ProgressEvent) -> None:
+        events.append(event)
+        if event.stage == "queued" and event.queue_position == 1:
+            queued.set()
 
-        worker = threading.Thread(
-            target=separator_for(emu).separate, args=(song,), kwargs={"stems": ["drums"], "progress": on_progress}
-        )
-        worker.start()
-        assert queued.wait(10)
-        emu.state.resume()
-        worker.join(10)
-        blocker.join(10)
+    worker = threading.Thread(
+        target=separator_for(emu).separate, args=(song,), kwargs={"stems": ["drums"], "progress": on_progress}
+    )
+    worker.start()
+    assert queued.wait(10)
+    emu.state.resume()
+    worker.join(10)
     stages = [e.stage for e in events]
     assert stages[0] == "prepare"
     assert stages[-1] == "done"

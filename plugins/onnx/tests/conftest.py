@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+
 from stemkit_onnx import clear_sessions
 
 ModelFactory = Callable[[str, str], Path]

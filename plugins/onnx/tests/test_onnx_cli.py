@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from stemkit_onnx.testing import gain_model
 
 from stemkit.cli import main
+from stemkit_onnx.testing import gain_model
 
 
 @pytest.fixture(scope="module")

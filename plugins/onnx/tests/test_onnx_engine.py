@@ -12,6 +12,7 @@ import pytest
 from demucs_onnx import inference as demucs_inference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from stemkit_onnx._engine import ArrayFrames, FrameSource, SegmentPlan, run_overlap_add, transition_window
 from stemkit_onnx.testing import fir_model, fir_reference, gain_model
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
-from stemkit_onnx import hub
-from stemkit_onnx.testing import gain_model
 
 import stemkit
 from stemkit.errors import ProviderUnavailableError
+from stemkit_onnx import hub
+from stemkit_onnx.testing import gain_model
 
 SEGMENT = 343_980
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import demucs_onnx
 import numpy as np
 import pytest
-from stemkit_onnx.testing import fir_model
 
 import stemkit
+from stemkit_onnx.testing import fir_model
 
 SEGMENT = 343_980
 STRIDE = 257_985

@@ -12,12 +12,12 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stemkit_onnx import OnnxSeparator, _sessions
-from stemkit_onnx.testing import gain_model
 
 import stemkit
 from stemkit.errors import InputError, ProviderUnavailableError, SeparationTimeout
 from stemkit.protocol import ProgressEvent
+from stemkit_onnx import OnnxSeparator, _sessions
+from stemkit_onnx.testing import gain_model
 
 SEGMENT = 64
 STRIDE = 48

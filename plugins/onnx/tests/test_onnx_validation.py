@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from stemkit_onnx import OnnxSeparator
-from stemkit_onnx.testing import gain_model, raw_model
 
 import stemkit
 from stemkit.errors import ConfigError
+from stemkit_onnx import OnnxSeparator
+from stemkit_onnx.testing import gain_model, raw_model
 
 SOURCES4 = "drums,bass,other,vocals"
 

@@ -72,8 +72,8 @@ def serve() -> Iterator[Serve]:
     with contextlib.ExitStack() as stack:
 
         def start(*, faults: list[str] | tuple[str, ...] = (), **config: Any) -> Served:
-            config.setdefault("processing_seconds", 0.15)
-            config.setdefault("queue_seconds", 0.02)
+            config.setdefault("processing_seconds", 0.05)
+            config.setdefault("queue_seconds", 0.01)
             emulator = StemSplitEmulator(EmulatorConfig(faults=FaultPlan.parse(faults), **config))
             server = stack.enter_context(emulator.serve())
             return Served(emulator, server)

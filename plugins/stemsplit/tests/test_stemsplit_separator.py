@@ -73,7 +73,7 @@ def test_local_file_is_uploaded_streamed_and_the_result_is_normalized(served: Se
     assert prov.cost is not None
     assert prov.cost.amount == 2
     assert set(prov.analysis) == {"bpm", "key"}
-    assert {"upload", "queue", "processing", "download"} <= set(prov.timings)
+    assert {"upload", "queue", "process", "download"} <= set(prov.timings)
     stages = [e.stage for e in events]
     for stage in ("prepare", "upload", "queued", "processing", "download", "done"):
         assert stage in stages

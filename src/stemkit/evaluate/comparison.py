@@ -467,7 +467,10 @@ def _score_track(
             estimates[c.label] = (mixture_estimates(mix, track.stems), rate)
         elif c.kind == "oracle":
             assert refs is not None
-            estimates[c.label] = (oracle_estimates(refs.mixture, refs.stems, alpha=c.alpha), refs.sample_rate)
+            # Every reference takes part in the masks; only the requested stems are scored.
+            masked = oracle_estimates(refs.mixture, refs.stems, alpha=c.alpha)
+            wanted = track.stems or tuple(masked)
+            estimates[c.label] = ({n: masked[n] for n in wanted if n in masked}, refs.sample_rate)
         if c.baseline:
             seconds = time.perf_counter() - started
         if c.label not in estimates:

@@ -12,6 +12,7 @@ Requires the ``emulators`` extra (starlette, uvicorn).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import socket
@@ -86,13 +87,32 @@ class RunningServer:
 
 
 class _Server(uvicorn.Server):
+    """uvicorn's server, told when it has started and woken at once when asked to stop (tests stop many)."""
+
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._wake, self._loop = asyncio.Event(), asyncio.get_running_loop()
         await super().startup(sockets)
         self.ready.set()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 10  # on_tick refreshes the Date header every 10th tick; we tick once a second
+            assert self._wake is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+
+    def stop(self) -> None:
+        self.should_exit = True
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                self._loop.call_soon_threadsafe(self._wake.set)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -131,7 +151,7 @@ def run_in_thread(
             startup_timeout -= 0.05
         yield RunningServer(host, sock.getsockname()[1], api_path)
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(timeout=5)
         if thread.is_alive():
             server.force_exit = True

@@ -129,7 +129,8 @@ def _select(
     expected: Sequence[str],
     aliases: Mapping[str, str] | None,
     limits: ZipLimits,
-) -> dict[str, zipfile.ZipInfo]:
+) -> tuple[dict[str, zipfile.ZipInfo], list[str]]:
+    """The member of each expected stem, and the names of the members ignored; refuses a hostile archive."""
     if len(infos) > limits.max_members:
         raise _refuse(f"it has {len(infos)} entries, more than {limits.max_members}")
     chosen: dict[str, zipfile.ZipInfo] = {}
@@ -167,13 +168,7 @@ def _select(
             "returned an incomplete result. Retry the job",
             provider="ezstems",
         )
-    if ignored:
-        warnings.warn(
-            f"ezstems: ignored {len(ignored)} archive member(s) that are not expected stems: {', '.join(ignored)}",
-            ArchiveWarning,
-            stacklevel=4,
-        )
-    return chosen
+    return chosen, ignored
 
 
 def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: ZipLimits, written: int) -> int:
@@ -213,7 +208,7 @@ def extract_stems(
     placed: list[Path] = []
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            chosen = _select(archive.infolist(), expected, aliases, limits)
+            chosen, ignored = _select(archive.infolist(), expected, aliases, limits)
             staged: dict[str, Path] = {}
             written = 0
             for stem, info in chosen.items():
@@ -226,6 +221,12 @@ def extract_stems(
             os.replace(path, final)
             placed.append(final)
             result[stem] = final
+        if ignored:
+            warnings.warn(
+                f"ezstems: ignored {len(ignored)} archive member(s) that are not expected stems: {', '.join(ignored)}",
+                ArchiveWarning,
+                stacklevel=2,
+            )
         return result
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
         for path in placed:

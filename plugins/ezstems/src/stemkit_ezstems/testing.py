@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from stemkit.hosted.emulator import EmulatorSettings, run_in_thread
 from stemkit.hosted.faults import FaultPlan
-from stemkit_ezstems.emulator import DEFAULT_API_KEY, PREFIX, EmulatorRuntime, EmulatorState, build
+from stemkit_ezstems.emulator._app import DEFAULT_API_KEY, PREFIX, EmulatorRuntime, EmulatorState, build
 
 __all__ = ["RunningEmulator", "running_emulator"]
 

@@ -275,7 +275,7 @@ class StemSplitSeparator(SeparatorBase):
     def _result(
         self, job: SeparationJob, final: Job, files: dict[str, Path], outcome: PollOutcome, timings: dict[str, float]
     ) -> RawResult:
-        timings["queue"], timings["processing"] = outcome.queued_seconds, outcome.processing_seconds
+        timings["queue"], timings["process"] = outcome.queued_seconds, outcome.processing_seconds
         mixture = files.pop(_MIXTURE_KEY, None)
         stems = {name: path for name, path in files.items() if name in job.combination}
         missing = [s for s in job.combination if s not in stems]

@@ -1,0 +1,81 @@
+"""``stemkit.compare`` of the 30 s demo song across dsp, mixture, oracle and the emulated hosted providers.
+
+    .venv/bin/python bench/evaluate_compare.py [--runs 3] [--seconds 30]
+
+Goal (issue 7): under a minute. Each run starts with an empty cache (a cold comparison); a last run reuses
+the cache of the previous one with one more metric, the case the cache exists for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import stemkit
+from stemkit.demo import make_demo
+from stemkit.evaluate import compare
+
+
+@contextlib.contextmanager
+def hosted() -> Iterator[list[Any]]:
+    """Loaded separators for the hosted providers whose plugins (and emulators) are installed."""
+    separators: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        try:
+            from stemkit_stemsplit.emulator import EmulatorConfig, StemSplitEmulator
+
+            emulator = StemSplitEmulator(EmulatorConfig(processing_seconds=0.0))
+            server = stack.enter_context(emulator.serve())
+            separators.append(stemkit.load(f"stemsplit?base_url={server.base_url}", api_key=emulator.config.api_key))
+        except ImportError as exc:
+            print(f"stemsplit emulator not available: {exc}")
+        try:
+            from stemkit_ezstems.testing import running_emulator
+
+            emu = stack.enter_context(running_emulator(processing_seconds=0.0))
+            separators.append(stemkit.load(f"ezstems?base_url={emu.base_url}&stems=4", api_key=emu.api_key))
+        except ImportError as exc:
+            print(f"ezstems emulator not available: {exc}")
+        try:
+            yield separators
+        finally:
+            for sep in separators:
+                sep.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, hosted() as remote:
+        demo = Path(tmp)
+        make_demo(demo, seconds=args.seconds)
+        providers: list[Any] = ["dsp", *remote]
+        times = []
+        report = None
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            report = compare(demo / "mixture.wav", providers, references=demo)
+            times.append(time.perf_counter() - started)
+        assert report is not None
+        names = ", ".join(report.providers)
+        print(f"demo song {args.seconds:g} s; providers: {names}")
+        print(f"cold compare (sdr, si-sdr, consistency): median {statistics.median(times):.2f} s "
+              f"[{min(times):.2f}-{max(times):.2f}] over {args.runs} runs   goal < 60 s")
+        started = time.perf_counter()
+        warm = compare(demo / "mixture.wav", providers, references=demo, metrics="sdr,si-sdr,consistency,agreement",
+                       cache=report.cache)
+        print(f"warm compare (+agreement, cached separations): {time.perf_counter() - started:.2f} s; "
+              f"cached runs: {sum(r.cached for r in warm.runs)}/{len(remote) + 1}")
+        print(warm.table())
+
+
+if __name__ == "__main__":
+    main()
