@@ -67,13 +67,22 @@ def main() -> None:
         assert report is not None
         names = ", ".join(report.providers)
         print(f"demo song {args.seconds:g} s; providers: {names}")
-        print(f"cold compare (sdr, si-sdr, consistency): median {statistics.median(times):.2f} s "
-              f"[{min(times):.2f}-{max(times):.2f}] over {args.runs} runs   goal < 60 s")
+        print(
+            f"cold compare (sdr, si-sdr, consistency): median {statistics.median(times):.2f} s "
+            f"[{min(times):.2f}-{max(times):.2f}] over {args.runs} runs   goal < 60 s"
+        )
         started = time.perf_counter()
-        warm = compare(demo / "mixture.wav", providers, references=demo, metrics="sdr,si-sdr,consistency,agreement",
-                       cache=report.cache)
-        print(f"warm compare (+agreement, cached separations): {time.perf_counter() - started:.2f} s; "
-              f"cached runs: {sum(r.cached for r in warm.runs)}/{len(remote) + 1}")
+        warm = compare(
+            demo / "mixture.wav",
+            providers,
+            references=demo,
+            metrics="sdr,si-sdr,consistency,agreement",
+            cache=report.cache,
+        )
+        print(
+            f"warm compare (+agreement, cached separations): {time.perf_counter() - started:.2f} s; "
+            f"cached runs: {sum(r.cached for r in warm.runs)}/{len(remote) + 1}"
+        )
         print(warm.table())
 
 

@@ -102,7 +102,8 @@ def main() -> None:
     print(
         f"8 concurrent songs vs 1: median {statistics.median(ratios):.2f}x "
         f"(1 song {statistics.median(o for o, _ in pairs):.2f} s, "
-        f"8 songs {statistics.median(e for _, e in pairs):.2f} s; goal <= 2x) [runs: {', '.join(f'{r:.2f}' for r in ratios)}]"
+        f"8 songs {statistics.median(e for _, e in pairs):.2f} s; goal <= 2x) "
+        f"[runs: {', '.join(f'{r:.2f}' for r in ratios)}]"
     )
 
 

@@ -34,6 +34,7 @@ from stemkit.errors import (
 if TYPE_CHECKING:
     from stemkit.api import aseparate, load, separate
     from stemkit.batch import BatchItem, aseparate_many, separate_many
+    from stemkit.evaluate.comparison import compare
     from stemkit.protocol import Capabilities, ProgressEvent, Separator
     from stemkit.registry import ProviderInfo, providers
     from stemkit.stemset import Stem, StemSet
@@ -45,6 +46,7 @@ _LAZY = {
     "aseparate": "stemkit.api",
     "load": "stemkit.api",
     "separate_many": "stemkit.batch",
+    "compare": "stemkit.evaluate.comparison",
     "aseparate_many": "stemkit.batch",
     "BatchItem": "stemkit.batch",
     "providers": "stemkit.registry",
@@ -81,6 +83,7 @@ __all__ = [
     "StemkitError",
     "aseparate",
     "aseparate_many",
+    "compare",
     "load",
     "providers",
     "separate",

@@ -13,7 +13,6 @@ import soundfile as sf
 
 from stemkit.hosted import PollPolicy, RetryPolicy
 from stemkit_ezstems.client import default_retry_policy
-from stemkit_ezstems.emulator._app import ENDPOINTS
 from stemkit_ezstems.testing import RunningEmulator, running_emulator
 
 
@@ -38,9 +37,9 @@ def _shared_emulator() -> Iterator[RunningEmulator]:
 def emulator(_shared_emulator: RunningEmulator) -> Iterator[RunningEmulator]:
     """The session's emulator (starting one costs ~0.2 s), with no faults; tests that change keys, limits or
     the queue use ``make_emulator`` instead."""
-    _shared_emulator.faults(on=ENDPOINTS)
+    _shared_emulator.faults()
     yield _shared_emulator
-    _shared_emulator.faults(on=ENDPOINTS)
+    _shared_emulator.faults()
 
 
 @pytest.fixture

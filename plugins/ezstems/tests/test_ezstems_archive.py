@@ -314,6 +314,7 @@ _NAME_PARTS = st.sampled_from(["..", ".", "", "/", "\\", "C:", "song", "vocals.w
 
 
 @pytest.mark.filterwarnings("ignore::stemkit_ezstems._archive.ArchiveWarning")
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(_NAME_PARTS, min_size=1, max_size=6))
 def test_no_entry_name_ever_writes_outside_the_destination(tmp_path: Path, parts: list[str]) -> None:

@@ -133,11 +133,11 @@ def test_a_retry_after_past_the_policy_is_not_waited_out(
 def test_server_errors_on_status_are_retried(
     make_emulator: EmuFactory, client_for: Callable[..., EzStemsClient], song: Path
 ) -> None:
-    emu = make_emulator(faults_on="status")
+    emu = make_emulator()
     client = client_for(emu)
     created = client.upload(song, 2)
     emu.state.wait_finished(created.id)
-    emu.faults("500:count=2")
+    emu.faults("500:count=2,path=/status.php")
     assert client.status(created.id).status == "completed"
     assert emu.count("GET", "status") == 3
 

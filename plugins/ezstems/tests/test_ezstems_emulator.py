@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 import stat
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -330,7 +332,7 @@ def test_a_403_storm_answers_the_rate_limit_body_then_recovers(make_emulator: Em
 
 
 def test_server_errors_use_the_error_body_and_can_target_one_endpoint(make_emulator: EmuFactory) -> None:
-    emu = make_emulator("503:count=1", faults_on="status")
+    emu = make_emulator("503:count=1,path=/status.php")
     assert get(emu, "keys").status_code == 200
     failed = get(emu, "status", id="1_4")
     assert failed.status_code == 503
@@ -399,7 +401,6 @@ def test_hostile_zip_variants_carry_what_they_promise(emulator: Emu, song: Path)
         ({"colour": "red"}, [], "unknown option"),
         ({"plan": "gold"}, [], "plan must be one of"),
         ({"workers": "0"}, [], "workers must be positive"),
-        ({"faults_on": "jobs"}, [], "faults_on takes endpoints"),
         ({}, ["hostile-zip:variant=nuke"], "variant 'nuke' is unknown"),
     ],
 )
@@ -414,3 +415,19 @@ def test_the_emulator_is_an_entry_point_with_the_api_path() -> None:
     assert EMULATOR.api_path == "/api/v1"
     (separator,) = metadata.entry_points(group="stemkit.separators", name="ezstems")
     assert separator.load().name == "ezstems"
+
+
+def test_stemkit_emulate_serves_it_and_prints_the_base_url_first() -> None:
+    cmd = [sys.executable, "-m", "stemkit", "emulate", "ezstems", "--port", "0", "--api-key", "k_cli_test"]
+    cmd += ["--processing-seconds", "0", "--option", "plan=pro", "--fault", "403:count=1,retry_after=0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", base_url)
+        headers = {"Authorization": "Bearer k_cli_test"}
+        assert [HTTP.get(f"{base_url}/keys.php", headers=headers).status_code for _ in range(2)] == [403, 200]
+        assert HTTP.get(f"{base_url}/keys.php", headers=AUTH).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -268,7 +268,7 @@ def test_a_403_storm_during_a_separation_is_ridden_out(
 def test_flaky_status_and_a_cut_download_are_retried(
     make_emulator: EmuFactory, separator_for: SeparatorFactory, song: Path
 ) -> None:
-    emu = make_emulator("5xx:count=2", "drop-download:count=1,after=0.5", faults_on="status")
+    emu = make_emulator("5xx:count=2,path=/status.php", "drop-download:count=1,after=0.5")
     separator_for(emu).separate(song, stems=["vocals"])
     assert emu.count("GET", "download") == 2
     assert emu.count("GET", "status") >= 3

@@ -81,7 +81,8 @@ def test_added_latency_is_tolerated(serve: Serve, song: Path) -> None:
     served = serve(faults=["latency=0.05"])
     with served.separator() as sep:
         assert list(sep.separate(song, stems=["vocals"])) == ["vocals"]
-    assert served.emulator.config.faults.fired["latency"] >= 4
+    # Every API call was delayed: at least POST /upload, POST /jobs and one GET /jobs/{id} (storage is not API).
+    assert served.emulator.config.faults.fired["latency"] >= 3
 
 
 def test_truncated_job_creation_is_retried_with_the_same_idempotency_key(serve: Serve, song: Path) -> None:

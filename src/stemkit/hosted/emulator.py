@@ -120,6 +120,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening now (not when uvicorn starts) queues connections made as soon as the URL is announced,
+        # instead of refusing them.
+        sock.listen(128)
     except OSError:
         sock.close()
         raise

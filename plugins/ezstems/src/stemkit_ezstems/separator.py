@@ -170,7 +170,7 @@ class EzStemsSeparator(SeparatorBase):
         raise ConfigError(f"ezstems: no Spleeter configuration produces {', '.join(job.combination)}")
 
     @staticmethod
-    def _upload_args(job: SeparationJob, count: int) -> dict[str, Any]:
+    def _upload_args(job: SeparationJob) -> dict[str, Any]:
         opts: EzStemsOptions = job.options
         return {"cutoff": opts.cutoff, "output": opts.output, "progress": _Throttled(job, "upload")}
 
@@ -200,7 +200,7 @@ class EzStemsSeparator(SeparatorBase):
         job.progress("upload", 0.0, f"uploading {job.source.name} for {count} stems")
         with _timed(timings, "upload"):
             created = client.upload(
-                job.source.path, count, **self._upload_args(job, count), content_type=_media_type(job)
+                job.source.path, count, **self._upload_args(job), content_type=_media_type(job)
             )
         outcome = poll_job(
             _snapshot(created),
@@ -226,7 +226,7 @@ class EzStemsSeparator(SeparatorBase):
             job.progress("upload", 0.0, f"uploading {job.source.name} for {count} stems")
             with _timed(timings, "upload"):
                 created = await client.upload(
-                    job.source.path, count, **self._upload_args(job, count), content_type=_media_type(job)
+                    job.source.path, count, **self._upload_args(job), content_type=_media_type(job)
                 )
 
             async def fetch() -> JobSnapshot:

@@ -38,9 +38,9 @@ class RunningEmulator:
         """Requests of ``method`` that reached ``endpoint`` (upload, status, download, keys)."""
         return self.runtime.count(method, endpoint)
 
-    def faults(self, *faults: str, on: tuple[str, ...] | None = None) -> FaultPlan:
-        """Replace the active faults (``--fault`` strings), optionally only for the endpoints ``on``."""
-        return self.runtime.set_faults(*faults, on=on)
+    def faults(self, *faults: str) -> FaultPlan:
+        """Replace the active faults (``--fault`` strings; ``path=/status.php`` limits one to an endpoint)."""
+        return self.runtime.set_faults(*faults)
 
 
 @contextlib.contextmanager
@@ -54,7 +54,7 @@ def running_emulator(
     """Serve an emulator on loopback (a free port) for the duration of the block.
 
     ``faults`` are ``--fault`` strings; ``options`` are the emulator's ``--option``s (plan, rate_limit,
-    rate_window, workers, faults_on).
+    rate_window, workers).
     """
     settings = EmulatorSettings(
         api_key=api_key,

@@ -19,8 +19,8 @@ Where the document is silent the emulator chooses, and says so here:
 - the 5-stem piano stem is silence (see ``_backend``).
 
 Emulator options (``stemkit emulate ezstems --option KEY=VALUE``): ``plan`` (basic, premium, pro, custom),
-``rate_limit``, ``rate_window``, ``workers`` (jobs processed at once, default 2), ``faults_on`` (the endpoints
-request-level faults apply to, comma-separated: upload, status, download, keys; default all).
+``rate_limit``, ``rate_window``, ``workers`` (jobs processed at once, default 2). A fault is limited to one
+endpoint with the kit's ``path=`` filter, e.g. ``--fault 5xx:count=2,path=/status.php``.
 
 Faults (``--fault``): ``403``/``forbidden`` and ``429``/``rate-limit`` storms, ``5xx``/``server-error``,
 ``latency``, ``truncate`` (an API response cut mid-body), ``drop-download`` (the ZIP cut mid-body),
@@ -89,7 +89,6 @@ class EzStemsSettings:
     rate_limit: int = 600
     rate_window: float = 60.0
     workers: int = 2
-    faults_on: frozenset[str] = frozenset(ENDPOINTS)
 
     @classmethod
     def from_kit(cls, kit: KitSettings) -> EzStemsSettings:
@@ -98,7 +97,7 @@ class EzStemsSettings:
             api_key=kit.api_key or DEFAULT_API_KEY,
             processing_seconds=2.0 if kit.processing_seconds is None else kit.processing_seconds,
         )
-        known = ("plan", "rate_limit", "rate_window", "workers", "faults_on")
+        known = ("plan", "rate_limit", "rate_window", "workers")
         unknown = [k for k in options if k not in known]
         if unknown:
             raise ConfigError(f"ezstems emulator: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -113,11 +112,6 @@ class EzStemsSettings:
                     values[name] = kind(options[name])
                     if values[name] <= 0:
                         raise ValueError(f"{name} must be positive")
-            if "faults_on" in options:
-                on = frozenset(p.strip() for p in options["faults_on"].split(",") if p.strip())
-                if not on or not on <= set(ENDPOINTS):
-                    raise ValueError(f"faults_on takes endpoints from {', '.join(ENDPOINTS)}")
-                values["faults_on"] = on
         except ValueError as exc:
             raise ConfigError(f"ezstems emulator: bad option: {exc}") from None
         return replace(base, **values)
@@ -376,7 +370,7 @@ async def _upload(request: Request, state: EmulatorState, key: KeyRecord) -> Res
         filename = f"{job_id}_{secrets.randbelow(90000) + 10000}.{suffix}"
         path = state.workdir / filename
         await asyncio.to_thread(_save, upload, path)
-    fail = state.faults.fire("fail-job")
+    fail = state.faults.fire("fail-job", path=request.url.path, method=request.method)
     state.enqueue(
         Job(
             id=job_id,
@@ -445,10 +439,11 @@ async def _download(request: Request, state: EmulatorState, key: KeyRecord) -> R
         return _error(400, "Processing not complete", f"{detail}; the ZIP is available once status is completed")
     archive = job.archive
     headers = {"Content-Disposition": f'attachment; filename="{PurePath(job.filename).stem}_stems.zip"'}
-    if drop := state.faults.fire("drop-download"):
+    where = {"path": request.url.path, "method": request.method}
+    if drop := state.faults.fire("drop-download", **where):
         return StreamedFile(archive, media_type="application/zip", headers=headers, cut_after=float(drop["after"]))
     for kind, make in (("corrupt-zip", corrupt_copy), ("hostile-zip", hostile_copy)):
-        if fault := state.faults.fire(kind):
+        if fault := state.faults.fire(kind, **where):
             variant = str(fault["variant"])
             archive = state.workdir / f"{job.id}.{kind}.{variant}.zip"
             if not archive.exists():
@@ -508,13 +503,11 @@ class EmulatorRuntime:
     recorder: RequestRecorder
     _faults: FaultMiddleware
 
-    def set_faults(self, *faults: str, on: tuple[str, ...] | None = None) -> FaultPlan:
-        """Replace the active faults (``--fault`` strings), optionally only for the endpoints ``on``."""
+    def set_faults(self, *faults: str) -> FaultPlan:
+        """Replace the active faults (``--fault`` strings)."""
         plan = FaultPlan.parse(faults)
         _check_faults(plan)
         self.state.faults = self._faults.plan = plan
-        if on is not None:
-            self.state.settings = replace(self.state.settings, faults_on=frozenset(on))
         return plan
 
     def count(self, method: str, endpoint: str) -> int:
@@ -546,7 +539,7 @@ def build(settings: KitSettings | None = None) -> EmulatorRuntime:
     starlette.state.emulator = state
 
     def applies(scope: Scope) -> bool:
-        return _endpoint_of(scope) in state.settings.faults_on
+        return _endpoint_of(scope) is not None
 
     faults = FaultMiddleware(starlette, state.faults, applies=applies, error=state.fault_response)
 
