@@ -94,7 +94,7 @@ def test_a_file_too_large_for_a_provider_skips_it_without_a_call() -> None:
     assert small.calls == 0
     skipped = result.attempts[0]
     assert (skipped.outcome, skipped.seconds) == ("skipped", 0.0)
-    assert "over its 0 MB limit" in skipped.reason
+    assert "over the 0 MB limit" in skipped.reason
 
 
 def test_a_provider_without_its_key_is_skipped() -> None:

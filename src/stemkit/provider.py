@@ -35,7 +35,7 @@ from stemkit.provenance import Attempt, Cost, Provenance
 from stemkit.stems import Derivation, Plan, canonical_name, normalize_request, plan_stems
 from stemkit.stemset import Stem, StemSet
 
-__all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase"]
+__all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase", "limit_violation"]
 
 
 class NoOptions(BaseModel):
@@ -115,6 +115,32 @@ class SeparationJob:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
 
+def limit_violation(caps: Capabilities, source: AudioSource) -> tuple[str, str, str] | None:
+    """The first of a provider's stated limits a local input breaks, as (code, what, advice), or None.
+
+    One rule for both places that need it: a provider refusing the input, and a chain skipping the provider.
+    """
+    if source.is_remote:
+        return None
+    if caps.input_formats and source.kind == "file" and source.suffix.lstrip(".") not in caps.input_formats:
+        formats = ", ".join(sorted(caps.input_formats))
+        return ("UNSUPPORTED_FORMAT", f"{source.suffix or 'this'} input is not accepted (takes {formats})",
+                "convert it or use another provider")
+    if caps.max_file_bytes is not None and source.size_bytes > caps.max_file_bytes:
+        limit = caps.max_file_bytes / 1e6
+        return ("FILE_TOO_LARGE", f"{source.size_bytes / 1e6:.1f} MB is over the {limit:.0f} MB limit",
+                "compress it or use another provider")
+    if caps.max_duration_seconds is not None and source.duration > caps.max_duration_seconds:
+        return ("AUDIO_TOO_LONG",
+                f"{source.duration / 60:.1f} min is over the {caps.max_duration_seconds / 60:g} min limit",
+                "cut it or use another provider")
+    if caps.min_duration_seconds is not None and source.duration < caps.min_duration_seconds:
+        return ("AUDIO_TOO_SHORT",
+                f"{source.duration:.2f} s is under the {caps.min_duration_seconds:g} s minimum",
+                "use a longer excerpt or another provider")
+    return None
+
+
 @dataclass(frozen=True)
 class _Target:
     sample_rate: int
@@ -178,36 +204,11 @@ class SeparatorBase(abc.ABC):
             raise InputError(f"{source.name}: {self._label} cannot take a YouTube URL; download the audio first")
         if source.kind == "url" and not caps.accepts_urls:
             raise InputError(f"{source.name}: {self._label} separates local audio only; download the file first")
-        if source.is_remote:
-            return
-        if caps.input_formats and source.kind == "file" and source.suffix.lstrip(".") not in caps.input_formats:
-            formats = ", ".join(sorted(caps.input_formats))
+        violation = limit_violation(caps, source)
+        if violation is not None:
+            code, what, advice = violation
             raise ProviderLimitError(
-                f"{source.name}: {source.suffix or 'this'} input is not accepted by {self._label} "
-                f"(it takes {formats}); convert it or use another provider",
-                provider=self.name,
-                code="UNSUPPORTED_FORMAT",
-            )
-        if caps.max_file_bytes is not None and source.size_bytes > caps.max_file_bytes:
-            raise ProviderLimitError(
-                f"{source.name}: {source.size_bytes / 1e6:.1f} MB is over {self._label}'s limit of "
-                f"{caps.max_file_bytes / 1e6:.0f} MB; compress it or use another provider",
-                provider=self.name,
-                code="FILE_TOO_LARGE",
-            )
-        if caps.max_duration_seconds is not None and source.duration > caps.max_duration_seconds:
-            raise ProviderLimitError(
-                f"{source.name}: {source.duration / 60:.1f} min is over {self._label}'s limit of "
-                f"{caps.max_duration_seconds / 60:g} min; cut it or use another provider",
-                provider=self.name,
-                code="AUDIO_TOO_LONG",
-            )
-        if caps.min_duration_seconds is not None and source.duration < caps.min_duration_seconds:
-            raise ProviderLimitError(
-                f"{source.name}: {source.duration:.2f} s is shorter than {self._label}'s minimum of "
-                f"{caps.min_duration_seconds:g} s; use a longer excerpt or another provider",
-                provider=self.name,
-                code="AUDIO_TOO_SHORT",
+                f"{source.name}: {what} for {self._label}; {advice}", provider=self.name, code=code
             )
 
     # -- public face ------------------------------------------------------------------------------------

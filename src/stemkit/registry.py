@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, NoReturn
 
 from stemkit.errors import ConfigError
 
@@ -65,14 +65,15 @@ def providers() -> list[ProviderInfo]:
 
 def load_entry_point(group: str, name: str, *, what: str = "provider") -> Any:
     """Import and return the object behind one entry point, or a ConfigError listing what is installed."""
-    names = entry_point_names(group)
-    if name not in names:
-        installed = ", ".join(names) if names else "none"
+    found = {ep.name: ep for ep in _entry_points(group)}
+    if name not in found:
+        installed = ", ".join(found) if found else "none"
         raise ConfigError(
             f"{what} {name!r} is not installed; installed {what}s: {installed} "
             f"(a {what} is a package registering the entry-point group {group!r})"
         )
     from stevedore import driver
+    from stevedore.exception import NoMatches
 
     try:
         manager = driver.DriverManager(
@@ -80,12 +81,20 @@ def load_entry_point(group: str, name: str, *, what: str = "provider") -> Any:
         )
     except ConfigError:
         raise
+    except NoMatches:
+        # stevedore caches each sys.path's entry points for the life of the process, so a distribution
+        # installed after the first look (a test fixture, a notebook's pip install) is invisible to it;
+        # the metadata we just read does see it, so load that entry point directly.
+        try:
+            return found[name].load()
+        except Exception as exc:
+            _raise(None, found[name], exc)
     except Exception as exc:  # stevedore wraps import failures in its own exception types
         raise ConfigError(f"{what} {name!r} is installed but could not be loaded: {exc}") from exc
     return manager.driver
 
 
-def _raise(_manager: Any, entrypoint: Any, exc: BaseException) -> None:
+def _raise(_manager: Any, entrypoint: Any, exc: BaseException) -> NoReturn:
     raise ConfigError(
         f"provider {entrypoint.name!r} is installed but failed to import ({type(exc).__name__}: {exc}); "
         "reinstall its package"

@@ -30,6 +30,7 @@ from stemkit.errors import (
 )
 from stemkit.protocol import Capabilities, ProgressCallback, Separator
 from stemkit.provenance import Attempt
+from stemkit.provider import limit_violation
 from stemkit.stems import normalize_request, plan_stems
 from stemkit.stemset import StemSet
 
@@ -138,16 +139,9 @@ def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str,
         return "does not take YouTube URLs"
     if source.kind == "url" and not caps.accepts_urls:
         return "does not take URLs"
-    if source.is_remote:
-        return None
-    if caps.max_file_bytes is not None and source.size_bytes > caps.max_file_bytes:
-        return f"input is {source.size_bytes / 1e6:.1f} MB, over its {caps.max_file_bytes / 1e6:.0f} MB limit"
-    if caps.max_duration_seconds is not None and source.duration > caps.max_duration_seconds:
-        return f"input is {source.duration / 60:.1f} min, over its {caps.max_duration_seconds / 60:g} min limit"
-    if caps.min_duration_seconds is not None and source.duration < caps.min_duration_seconds:
-        return f"input is {source.duration:.2f} s, under its {caps.min_duration_seconds:g} s minimum"
-    if caps.input_formats and source.kind == "file" and source.suffix.lstrip(".") not in caps.input_formats:
-        return f"does not take {source.suffix} input"
+    violation = limit_violation(caps, source)
+    if violation is not None:
+        return violation[1]
     return None
 
 

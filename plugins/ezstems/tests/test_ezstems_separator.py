@@ -147,7 +147,7 @@ def test_a_file_over_the_plan_limit_is_refused_before_upload(
     emulator: Emu, separator_for: SeparatorFactory, big_wav: Path
 ) -> None:
     before = emulator.count("POST", "upload")
-    with pytest.raises(ProviderLimitError, match="over ezstems's limit of 31 MB"):
+    with pytest.raises(ProviderLimitError, match="over the 31 MB limit for ezstems"):
         separator_for(emulator, plan="basic").separate(big_wav)
     assert emulator.count("POST", "upload") == before
 

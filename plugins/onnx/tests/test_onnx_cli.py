@@ -86,7 +86,7 @@ def test_separate_to_disk_streams_file_backed_stems_and_matches_memory(
     cache = hub_cache("StemSplitio/htdemucs-onnx", "htdemucs.onnx", model4)
     audio = noise(2, 30_000)
     path = wav(audio, name="song.wav")
-    spec = f"onnx:htdemucs?device=cpu&cache_dir={cache}"
+    spec = f"onnx:htdemucs?device=cpu&cache_dir={cache}&stream=on"
     assert main(["separate", str(path), "-p", spec, "-o", str(tmp_path / "out"), "--format", "flac"]) == 0
     import stemkit
 

@@ -17,6 +17,7 @@ import stemkit
 from stemkit.errors import InputError, ProviderUnavailableError, SeparationTimeout
 from stemkit.protocol import ProgressEvent
 from stemkit_onnx import OnnxSeparator, _sessions
+from stemkit_onnx import separator as separator_module
 from stemkit_onnx.testing import gain_model
 
 SEGMENT = 64
@@ -68,7 +69,7 @@ def test_any_length_comes_back_exact_in_length_and_value(gain3: Path, tmp_path: 
 
 def test_stems_are_streamed_to_files_and_decoded_only_when_used(gain3: Path, wav: Callable[..., Path], noise) -> None:
     audio = noise(2, 5000)
-    stems = stemkit.separate(wav(audio), provider=_spec(gain3))
+    stems = stemkit.separate(wav(audio), provider=_spec(gain3, stream="on"))
     for stem in stems.values():
         assert stem.path is not None
         assert stem.path.is_file()
@@ -84,19 +85,37 @@ def test_stems_are_streamed_to_files_and_decoded_only_when_used(gain3: Path, wav
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("stream", ["on", "off"])
 @pytest.mark.parametrize(("rate", "channels"), [(48_000, 2), (44_100, 1), (16_000, 1), (96_000, 2)])
 def test_other_rates_and_mono_are_resampled_in_and_back_out(
-    identity: Path, wav: Callable[..., Path], rate: int, channels: int
+    identity: Path, wav: Callable[..., Path], rate: int, channels: int, stream: str
 ) -> None:
     t = np.arange(int(rate * 0.5)) / rate
     tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
     audio = np.stack([tone, -tone][:channels])
-    stems = stemkit.separate(wav(audio, rate=rate), provider=_spec(identity, sources="other"))
+    stems = stemkit.separate(wav(audio, rate=rate), provider=_spec(identity, sources="other", stream=stream))
+    assert (stems["other"].path is not None) == (stream == "on")
     assert (stems.sample_rate, stems.channels, stems.frames) == (rate, channels, audio.shape[1])
     out = stems["other"].audio
     # The identity model returns its input: only the resampling round trip is left (edges aside).
     inner = slice(rate // 50, -rate // 50)
     assert np.max(np.abs(out[:, inner] - audio[:, inner])) < 1e-3
+
+
+def test_streamed_and_in_memory_results_are_identical(
+    gain3: Path, wav: Callable[..., Path], noise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = wav(noise(1, 3000))
+    on = stemkit.separate(path, provider=_spec(gain3, stream="on"))
+    off = stemkit.separate(path, provider=_spec(gain3, stream="off"))
+    assert all(s.path is not None for s in on.values())
+    assert all(s.path is None and s.is_loaded for s in off.values())
+    for name in on:
+        np.testing.assert_array_equal(on[name].audio, off[name].audio)
+    # auto streams once the stems would outgrow the memory budget
+    assert stemkit.separate(path, provider=_spec(gain3))["vocals"].path is None
+    monkeypatch.setattr(separator_module, "STREAM_ABOVE_BYTES", 3 * 3000 * 4 - 1)
+    assert stemkit.separate(path, provider=_spec(gain3))["vocals"].path is not None
 
 
 def test_pcm_and_flac_inputs_stream_like_float_wav(gain3: Path, tmp_path: Path, noise) -> None:

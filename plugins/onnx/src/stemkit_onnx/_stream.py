@@ -20,7 +20,7 @@ import soxr
 
 from stemkit_onnx._engine import Float32Array, FrameSource
 
-__all__ = ["MODEL_RATE", "ModelRateInput", "StemFiles"]
+__all__ = ["MODEL_RATE", "ModelRateInput", "StemArrays", "StemFiles"]
 
 MODEL_RATE = 44_100
 _WAV_LIMIT_BYTES = 4_000_000_000  # RIFF's 32-bit sizes; beyond this write RF64
@@ -87,31 +87,21 @@ class ModelRateInput(FrameSource):
         return done
 
 
-class StemFiles:
-    """Writes model-rate ``(S, 2, m)`` blocks as one float WAV per stem at the input's rate, channels, length."""
+class _StemSink:
+    """Takes model-rate ``(S, 2, m)`` blocks; stores them at the input's rate, channels and exact length."""
 
-    def __init__(self, paths: Sequence[Path], *, sample_rate: int, channels: int, frames: int) -> None:
+    def __init__(self, n_stems: int, *, sample_rate: int, channels: int, frames: int) -> None:
         if channels not in (1, 2):
             raise ValueError(f"expected a mono or stereo target, got {channels} channels")
-        self.paths = list(paths)
+        self._n_stems = n_stems
         self._channels = channels
         self._frames = frames
         self._written = 0
         self._resampler: Any = (
             None
             if sample_rate == MODEL_RATE
-            else soxr.ResampleStream(MODEL_RATE, sample_rate, 2 * len(self.paths), dtype="float32", quality="HQ")
+            else soxr.ResampleStream(MODEL_RATE, sample_rate, 2 * n_stems, dtype="float32", quality="HQ")
         )
-        fmt = "WAV" if frames * channels * 4 < _WAV_LIMIT_BYTES else "RF64"
-        self._files: list[Any] = []
-        try:
-            for path in self.paths:
-                self._files.append(
-                    sf.SoundFile(path, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype="FLOAT")
-                )
-        except BaseException:
-            self._close_files()
-            raise
 
     def write(self, block: Float32Array) -> None:
         n_stems, _, m = block.shape
@@ -127,23 +117,60 @@ class StemFiles:
         take = min(frames_first.shape[1], self._frames - self._written)
         if take <= 0:
             return
-        for k, fh in enumerate(self._files):
+        for k in range(self._n_stems):
             data = frames_first[k, :take]
             if self._channels == 1:
                 data = data.mean(axis=1, keepdims=True, dtype=np.float32)
-            fh.write(np.ascontiguousarray(data))
+            self._store(k, self._written, data)
         self._written += take
 
+    def _store(self, stem: int, start: int, data: Float32Array) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
     def finish(self) -> None:
-        """Flush the resampler, pad to the exact length, close the files."""
+        """Flush the resampler and pad to the exact length."""
         if self._resampler is not None:
-            tail = self._resampler.resample_chunk(np.zeros((0, 2 * len(self._files)), dtype=np.float32), last=True)
+            tail = self._resampler.resample_chunk(np.zeros((0, 2 * self._n_stems), dtype=np.float32), last=True)
             if len(tail):
-                self._emit(np.asarray(tail, dtype=np.float32).reshape(-1, len(self._files), 2).transpose(1, 0, 2))
+                self._emit(np.asarray(tail, dtype=np.float32).reshape(-1, self._n_stems, 2).transpose(1, 0, 2))
         missing = self._frames - self._written
         if missing > 0:
-            silence = np.zeros((len(self._files), missing, 2), dtype=np.float32)
-            self._emit(silence)
+            self._emit(np.zeros((self._n_stems, missing, 2), dtype=np.float32))
+
+
+class StemArrays(_StemSink):
+    """Stems kept in memory: one preallocated ``(channels, frames)`` array per stem."""
+
+    def __init__(self, n_stems: int, *, sample_rate: int, channels: int, frames: int) -> None:
+        super().__init__(n_stems, sample_rate=sample_rate, channels=channels, frames=frames)
+        self.arrays = np.empty((n_stems, channels, frames), dtype=np.float32)
+
+    def _store(self, stem: int, start: int, data: Float32Array) -> None:
+        self.arrays[stem, :, start : start + data.shape[0]] = data.T
+
+
+class StemFiles(_StemSink):
+    """Stems streamed to one float WAV each (RF64 beyond 4 GB): memory stays one block."""
+
+    def __init__(self, paths: Sequence[Path], *, sample_rate: int, channels: int, frames: int) -> None:
+        super().__init__(len(paths), sample_rate=sample_rate, channels=channels, frames=frames)
+        self.paths = list(paths)
+        fmt = "WAV" if frames * channels * 4 < _WAV_LIMIT_BYTES else "RF64"
+        self._files: list[Any] = []
+        try:
+            for path in self.paths:
+                self._files.append(
+                    sf.SoundFile(path, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype="FLOAT")
+                )
+        except BaseException:
+            self._close_files()
+            raise
+
+    def _store(self, stem: int, start: int, data: Float32Array) -> None:
+        self._files[stem].write(np.ascontiguousarray(data))
+
+    def finish(self) -> None:
+        super().finish()
         self._close_files()
 
     def _close_files(self) -> None:
