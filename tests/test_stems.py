@@ -80,3 +80,21 @@ def test_asking_for_exactly_a_claimed_combination_is_direct_whatever_other_means
     assert all(d.direct for d in plan.outputs)
     assert [d.name for d in plan.outputs] == ["other", "bass"]
     assert plan.outputs[0].complement_of == ("bass",)
+
+
+def test_a_partial_combinations_other_is_musdbs_other() -> None:
+    specialists = [("vocals",), ("other",), ("drums", "bass", "other", "vocals")]
+    partial = [("vocals",), ("other",)]
+    alone = plan_stems(["other"], specialists, partial=partial)
+    assert alone.combination == ("other",)
+    assert alone.outputs[0].complement_of == ("vocals", "drums", "bass")
+    # Its residual is vocals+drums+bass, so vocals cannot come from it; the vocals specialist serves that.
+    assert plan_stems(["vocals"], specialists, partial=partial).combination == ("vocals",)
+    # Without ``partial`` a lone "other" would partition the mix: it would be everything.
+    assert plan_stems(["other"], [("other",)]).outputs[0].complement_of == ()
+
+
+def test_a_custom_partitions_other_covers_what_its_siblings_do_not() -> None:
+    plan = plan_stems(["vocals", "instrumental"], [("vocals", "drums", "other")])
+    assert plan.outputs[1].sources == ("drums", "other")
+    assert not plan.outputs[1].uses_residual

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from stemkit.stems import Plan
     from stemkit.stemset import StemSet
 
 __all__ = ["Capabilities", "ProgressCallback", "ProgressEvent", "Separator"]
@@ -39,11 +40,15 @@ class Capabilities:
     """What a provider can do, so that a caller or router can rule it out before calling it.
 
     ``combinations`` lists the stem sets one run can produce (canonical names); the planner picks the
-    smallest one covering a request and derives the rest. ``complete`` says whether each combination sums to
-    the mixture; when it does not, ``mixture - sum`` is available as a residual stem.
+    smallest one covering a request and derives the rest. Each combination is taken to partition the
+    mixture (its stems sum to it, so its ``other`` is whatever its siblings are not) unless it is listed in
+    ``partial`` — e.g. a specialist model's lone ``other``, which is MUSDB's "other". What a combination
+    leaves uncovered is available as a residual, ``mixture - sum``. ``complete`` says whether the provider's
+    stems sum to the mixture exactly (a property of its output, for the record).
     """
 
     combinations: tuple[tuple[str, ...], ...]
+    partial: frozenset[tuple[str, ...]] = frozenset()
     complete: bool = True
     default_combination: int = 0
     input_formats: frozenset[str] = frozenset()
@@ -65,6 +70,15 @@ class Capabilities:
     def stems(self) -> frozenset[str]:
         """Every canonical stem some combination produces directly."""
         return frozenset(s for combo in self.combinations for s in combo)
+
+    def plan(self, stems: Iterable[str] | str | None, *, provider: str = "provider") -> Plan:
+        """Which combination a run for ``stems`` needs and how each stem is obtained (ConfigError if none)."""
+        from stemkit.stems import normalize_request, plan_stems
+
+        return plan_stems(
+            normalize_request(stems), self.combinations, partial=self.partial, provider=provider,
+            default=self.default_combination,
+        )
 
     def describe(self) -> str:
         combos = "; ".join(", ".join(c) for c in self.combinations)

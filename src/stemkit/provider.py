@@ -273,13 +273,7 @@ class SeparatorBase(abc.ABC):
     # -- the shared machinery ---------------------------------------------------------------------------
     def plan(self, stems: Iterable[str] | str | None) -> Plan:
         """Which combination this provider would run for ``stems``, and how each stem is obtained."""
-        caps = self.capabilities
-        return plan_stems(
-            normalize_request(stems),
-            caps.combinations,
-            provider=self._label,
-            default=caps.default_combination,
-        )
+        return self.capabilities.plan(stems, provider=self._label)
 
     def _prepare(
         self,

@@ -31,7 +31,7 @@ from stemkit.errors import (
 from stemkit.protocol import Capabilities, ProgressCallback, Separator
 from stemkit.provenance import Attempt
 from stemkit.provider import limit_violation
-from stemkit.stems import normalize_request, plan_stems
+from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
 
 __all__ = ["BreakerSettings", "Chain", "CircuitBreaker", "skip_reason"]
@@ -131,8 +131,7 @@ def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str,
     if caps.needs_network and os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
         return f"needs the network and {OFFLINE_ENV} is set"
     try:
-        plan_stems(requested, caps.combinations, provider=separator.name,
-                   default=caps.default_combination)
+        caps.plan(requested, provider=separator.name)
     except ConfigError:
         return f"cannot produce or derive {', '.join(requested or ())}"
     if source.kind == "youtube" and not caps.accepts_youtube:

@@ -4,15 +4,18 @@ and how to derive every requested stem from what it produces.
 Stems are modelled as sets of *atoms* (vocals, drums, bass, piano, guitar and the rest of the mix). A
 combination a provider offers partitions the atoms; a requested stem is derivable from a combination when it
 is a union of the combination's stems, because then it is their sum. ``instrumental`` is every atom but the
-vocals. ``other`` means "what the named stems beside it leave out", so its atoms depend on its neighbours:
-in a provider's output they are the atoms its other stems leave; in a request, ``other`` is the MUSDB18
-"other" (not vocals, drums or bass) minus any instrument the request names itself.
+vocals. ``other`` means "what the named stems beside it leave out": in a combination that partitions the
+mixture (the usual case: vocals/drums/bass/other, or a custom vocals/drums/other model) it is everything its
+siblings are not; in a *partial* combination (a specialist's lone ``other``) and in a caller's request it is
+MUSDB18's "other" — never vocals, drums or bass — minus any instrument named beside it. Whatever a
+combination leaves uncovered (everything but the vocals of a vocals-only run) is the residual, mixture
+minus the produced stems.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from stemkit.errors import ConfigError
@@ -97,23 +100,16 @@ def normalize_request(stems: str | Iterable[str] | None) -> tuple[str, ...] | No
     return tuple(out)
 
 
-def _atoms_in_output(name: str, siblings: Sequence[str]) -> frozenset[str]:
-    """Atoms of a stem a provider produced, given the other stems of the same combination."""
+def _atoms(name: str, siblings: Sequence[str], partition: bool = False) -> frozenset[str]:
+    """Atoms of a stem, given the stems beside it; ``partition`` when they sum to the mixture."""
     if name == "instrumental":
         return _ATOMS - {"vocals"}
     if name == "other":
-        taken: set[str] = set()
-        for sibling in siblings:
-            if sibling != "other":
-                taken |= _atoms_in_output(sibling, ())
-        return _ATOMS - taken
+        if partition:
+            taken = frozenset().union(*(_atoms(s, ()) for s in siblings if s != "other"))
+            return _ATOMS - taken
+        return _MUSDB_OTHER - {s for s in siblings if s in _INSTRUMENTS}
     return frozenset({name})
-
-
-def _atoms_in_request(name: str, requested: Sequence[str]) -> frozenset[str]:
-    if name == "other":
-        return _MUSDB_OTHER - {s for s in requested if s in _INSTRUMENTS}
-    return _atoms_in_output(name, ())
 
 
 def _complement_of(atoms: frozenset[str]) -> tuple[str, ...]:
@@ -147,14 +143,16 @@ class Plan:
         return any(d.uses_residual for d in self.outputs)
 
 
-def _plan_for(combination: tuple[str, ...], requested: Sequence[str]) -> tuple[Derivation, ...] | None:
-    pieces = {name: _atoms_in_output(name, combination) for name in combination}
+def _plan_for(
+    combination: tuple[str, ...], requested: Sequence[str], partition: bool
+) -> tuple[Derivation, ...] | None:
+    pieces = {name: _atoms(name, combination, partition) for name in combination}
     covered: frozenset[str] = frozenset().union(*pieces.values()) if pieces else frozenset()
     # What a combination leaves out (e.g. everything but the vocals of a vocals-only run) is mixture − Σ stems.
     residual = _ATOMS - covered
     outputs: list[Derivation] = []
     for name in requested:
-        want = _atoms_in_request(name, requested)
+        want = _atoms(name, requested)
         if not want:
             return None
         sources = tuple(p for p, atoms in pieces.items() if atoms <= want)
@@ -176,6 +174,7 @@ def plan_stems(
     requested: Sequence[str] | None,
     combinations: Sequence[tuple[str, ...]],
     *,
+    partial: Collection[tuple[str, ...]] = (),
     provider: str = "provider",
     default: int = 0,
 ) -> Plan:
@@ -183,17 +182,20 @@ def plan_stems(
 
     Deriving from the residual (mixture minus what the provider produced) is the last resort; then fewer
     stems to produce, then fewer derived stems, then the provider's own order. With no request, the
-    provider's default combination is returned as produced.
+    provider's default combination is returned as produced. ``partial`` lists the combinations that do not
+    partition the mixture (see the module docstring for what that changes).
     """
+    partial_sets = {frozenset(c) for c in partial}
     if not combinations:
         raise ConfigError(f"{provider}: offers no stem combination")
     if requested is None:
         combo = tuple(combinations[default])
+        partition = frozenset(combo) not in partial_sets
         outputs = tuple(
             Derivation(
                 name,
                 (name,),
-                complement_of=_complement_of(_atoms_in_output(name, combo)) if name == "other" else None,
+                complement_of=_complement_of(_atoms(name, combo, partition)) if name == "other" else None,
             )
             for name in combo
         )
@@ -201,11 +203,11 @@ def plan_stems(
     for combo in combinations:
         # Asking for exactly what a combination produces is always direct, whatever its ``other`` means.
         if set(combo) == set(requested):
-            by_name = {d.name: d for d in plan_stems(None, [combo]).outputs}
+            by_name = {d.name: d for d in plan_stems(None, [combo], partial=partial).outputs}
             return Plan(tuple(combo), tuple(by_name[name] for name in requested))
     best: tuple[tuple[int, int, int, int], Plan] | None = None
     for index, combo in enumerate(combinations):
-        outputs_or_none = _plan_for(tuple(combo), requested)
+        outputs_or_none = _plan_for(tuple(combo), requested, frozenset(combo) not in partial_sets)
         if outputs_or_none is None:
             continue
         residual = sum(d.uses_residual for d in outputs_or_none)

@@ -79,6 +79,21 @@ def test_htdemucs_ft_vocals_runs_only_the_vocals_specialist_and_equals_demucs_on
     assert np.max(np.abs(ours["vocals"].audio - theirs["vocals"])) <= 1e-5
 
 
+def test_htdemucs_ft_other_runs_only_the_other_specialist_and_equals_demucs_onnx(
+    fake_hub, tmp_path: Path, wav: Callable[..., Path], noise
+) -> None:
+    for i, stem in enumerate(("drums", "bass", "other", "vocals")):
+        model = fir_model(tmp_path / f"{stem}.onnx", _taps(4, seed=20 + i), segment=SEGMENT)
+        fake_hub.serve(f"StemSplitio/htdemucs-ft-{stem}-onnx", f"htdemucs_ft_{stem}.onnx", model)
+    path = wav(noise(2, 200_000, seed=6))
+    ours = stemkit.separate(path, provider=f"onnx:htdemucs_ft?device=cpu&cache_dir={tmp_path}", stems="other")
+    assert [c["filename"] for c in fake_hub.calls] == ["htdemucs_ft_other.onnx"]
+    assert list(ours) == ["other"]
+    assert ours["other"].complement_of == ("vocals", "drums", "bass")
+    theirs = _demucs(path, "htdemucs_ft", tmp_path, stems=["other"])
+    assert np.max(np.abs(ours["other"].audio - theirs["other"])) <= 1e-5
+
+
 def test_htdemucs_ft_full_bag_takes_each_stem_from_its_own_specialist(
     fake_hub, tmp_path: Path, wav: Callable[..., Path], noise
 ) -> None:

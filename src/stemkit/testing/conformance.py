@@ -13,7 +13,7 @@ import soundfile as sf
 
 from stemkit.errors import ConfigError, InputError, ProviderLimitError, StemkitError
 from stemkit.protocol import Capabilities, ProgressEvent, Separator
-from stemkit.stems import CANONICAL_STEMS, plan_stems
+from stemkit.stems import CANONICAL_STEMS
 from stemkit.stemset import StemSet
 
 __all__ = ["STAGES", "ProviderConformance", "demo_clip"]
@@ -83,7 +83,7 @@ class ProviderConformance:
     def test_requested_stems_are_derived_exactly_when_not_produced(self, separator: Separator, clip: Path) -> None:
         caps = separator.capabilities
         for stems in _requests(caps):
-            plan = plan_stems(stems, caps.combinations, default=caps.default_combination)
+            plan = caps.plan(stems)
             result = separator.separate(clip, stems=stems)
             assert list(result) == list(stems), f"asked for {stems}, got {list(result)}"
             for derivation in plan.outputs:
@@ -199,7 +199,7 @@ def _reachable(separator: Separator) -> set[str]:
     out = set()
     for stem in CANONICAL_STEMS:
         try:
-            plan_stems([stem], caps.combinations, default=caps.default_combination)
+            caps.plan([stem])
         except ConfigError:
             continue
         out.add(stem)
@@ -211,7 +211,7 @@ def _requests(caps: Capabilities) -> list[list[str]]:
     out: list[list[str]] = []
     for probe in (["vocals", "instrumental"], ["drums", "other"], ["instrumental"], ["vocals"]):
         try:
-            plan_stems(probe, caps.combinations, default=caps.default_combination)
+            caps.plan(probe)
         except ConfigError:
             continue
         out.append(probe)

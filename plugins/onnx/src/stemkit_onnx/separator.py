@@ -163,18 +163,20 @@ class OnnxSeparator(SeparatorBase):
         model = self._model.registry_model
         canonical = tuple(self._model.canonical[s] for s in self._model.sources)
         combos: tuple[tuple[str, ...], ...]
+        partial: frozenset[tuple[str, ...]] = frozenset()
         default = 0
         if model is not None and model.kind == "bag":
-            # Any subset of specialists can run alone, but "other" only means "not drums, bass or
-            # vocals" beside all three, and a drums+bass+vocals run would make the planner derive
-            # "other" as a residual instead of running its specialist: offer singles, pairs and all.
-            alone = [s for s in canonical if s != "other"]
-            combos = (*tuple(c for r in (1, 2) for c in itertools.combinations(alone, r)), canonical)
+            # Any subset of the specialists can run on its own; only all of them together partition the
+            # mixture, so the others are partial (a lone "other" specialist gives MUSDB's "other").
+            subsets = [c for r in range(1, len(canonical)) for c in itertools.combinations(canonical, r)]
+            combos = (*subsets, canonical)
+            partial = frozenset(subsets)
             default = len(combos) - 1
         else:
             combos = (canonical,)
         return Capabilities(
             combinations=combos,
+            partial=partial,
             complete=True,
             default_combination=default,
             accepts_urls=False,
