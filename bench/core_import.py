@@ -36,8 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     numpy = timed("numpy", args.runs)
     stemkit = timed("stemkit", args.runs)
+    probe = f"import sys, json, stemkit; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     loaded = subprocess.run(
-        [sys.executable, "-c", f"import sys, json, stemkit; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"],
+        [sys.executable, "-c", probe],
         capture_output=True, text=True, check=True,
     ).stdout
     print(json.dumps({

@@ -61,9 +61,10 @@ async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLi
         try:
             result = await job.separator.aseparate(item, stems=job.stems, progress=job.progress)
             paths: dict[str, Path] = {}
-            if job.output_dir is not None:
+            out = job.output_dir
+            if out is not None:
                 paths = await anyio.to_thread.run_sync(
-                    lambda: result.save(job.output_dir, format=job.fmt, template=job.template, input_name=name)
+                    lambda: result.save(out, format=job.fmt, template=job.template, input_name=name)
                 )
         except StemkitError as exc:
             return BatchItem(item, name, error=exc, seconds=time.perf_counter() - started)

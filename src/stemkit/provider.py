@@ -32,7 +32,7 @@ from stemkit.config import ProviderSpec, redact, validate_options
 from stemkit.errors import InputError, ProtocolError, ProviderLimitError, StemkitError
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent
 from stemkit.provenance import Attempt, Cost, Provenance
-from stemkit.stems import Derivation, Plan, canonical_name, normalize_request, plan_stems
+from stemkit.stems import Derivation, Plan, canonical_name
 from stemkit.stemset import Stem, StemSet
 
 __all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase", "limit_violation"]

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stemkit_dsp import DspOptions, separate_array
 
 import stemkit
 from stemkit.demo import make_demo
+from stemkit_dsp import DspOptions, separate_array
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import ssl
 import platform
+import ssl
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping

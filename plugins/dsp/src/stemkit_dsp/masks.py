@@ -69,7 +69,7 @@ def box_smooth(values: Float32, width: int, axis: int) -> Float32:
     hi = np.clip(idx + (width - width // 2), 0, n)
     counts = (hi - lo).astype(np.float32).reshape(-1, *([1] * (moved.ndim - 1)))
     out = (csum[hi] - csum[lo]) / counts
-    return np.moveaxis(out, 0, axis) + mean
+    return np.asarray(np.moveaxis(out, 0, axis) + mean, dtype=np.float32)
 
 
 def percussive_mask(power: Float32, kernel: int) -> Float32:
@@ -79,11 +79,12 @@ def percussive_mask(power: Float32, kernel: int) -> Float32:
     harmonic = box_smooth(log_power, kernel, axis=0)
     percussive = box_smooth(log_power, kernel, axis=1)
     # exp(2·(p−h)) = (P/H)²; the logistic form avoids overflow for extreme ratios.
-    ratio = np.clip(harmonic - percussive, -30.0, 30.0)
+    ratio: Float32 = np.clip(harmonic - percussive, -30.0, 30.0).astype(np.float32, copy=False)
     ratio *= 2.0
     np.exp(ratio, out=ratio)
     ratio += 1.0
-    return np.reciprocal(ratio, out=ratio)
+    np.reciprocal(ratio, out=ratio)
+    return ratio
 
 
 def smooth3(values: Float32) -> Float32:
