@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _emulators as emulators
 
 KEY = "sk_test_emulator"
 
@@ -16,15 +17,8 @@ KEY = "sk_test_emulator"
 @contextlib.contextmanager
 def emulator(*args: str) -> Iterator[str]:
     """Run ``stemkit emulate stemsplit ARGS`` in its own process; yields the base URL."""
-    runner = "import sys; from stemkit.cli import main; sys.exit(main())"
-    command = [sys.executable, "-c", runner, "emulate", "stemsplit", *args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
+    with emulators.emulator("stemsplit", *args) as base_url:
+        yield base_url
 
 
 def work_dir() -> Path:

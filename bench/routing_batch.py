@@ -14,16 +14,12 @@ directly, with a trivial local provider (so the provider's own work does not dro
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +30,10 @@ from stemkit.protocol import Capabilities
 from stemkit.provider import RawResult, SeparationJob, SeparatorBase
 from stemkit.routing import BreakerSettings, Chain
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _emulators import emulator
+
 SONGS, CONCURRENCY, PROCESSING = 16, 8, 2.0
-
-
-@contextlib.contextmanager
-def emulator(name: str, *args: str) -> Iterator[str]:
-    runner = "import sys; from stemkit.cli import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", runner, "emulate", name, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
 
 
 def kwargs(attempts: int) -> dict[str, dict[str, object]]:

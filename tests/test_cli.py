@@ -89,3 +89,16 @@ def test_stemkit_provider_sets_the_default(demo_dir: Path, tmp_path: Path) -> No
     run = stemkit("separate", str(demo_dir / "mixture.wav"), "-o", str(tmp_path), env={"STEMKIT_PROVIDER": "nosuch"})
     assert run.returncode == 2
     assert "'nosuch' is not installed" in run.stderr
+
+
+def test_file_names_with_brackets_print_as_they_are(demo_dir: Path, tmp_path: Path) -> None:
+    song = tmp_path / "Song [Live] [2024].wav"
+    song.write_bytes((demo_dir / "mixture.wav").read_bytes())
+    run = stemkit("separate", str(song), "-o", str(tmp_path / "out"), "--stems", "vocals")
+    assert run.returncode == 0, run.stderr
+    assert "Song [Live] [2024]" in run.stdout
+    assert (tmp_path / "out" / "Song [Live] [2024]" / "vocals.wav").exists()
+    bad = tmp_path / "Broken [Demo].wav"
+    bad.write_text("not audio")
+    run = stemkit("separate", str(bad), "-o", str(tmp_path / "out"))
+    assert "Broken [Demo].wav: not a readable audio file" in run.stderr

@@ -14,6 +14,9 @@ AUDIO_SUFFIXES = frozenset(
 )
 
 
+_UNSAFE = frozenset('<>:"/\\|?*')
+
+
 def expand_inputs(inputs: Iterable[str | Path]) -> list[str | Path]:
     """Keep files and URLs as given; replace each folder by the audio files in it (recursively, sorted)."""
     out: list[str | Path] = []
@@ -41,7 +44,8 @@ def output_names(items: Sequence[str | Path]) -> list[str]:
     for item in items:
         text = str(item)
         base = Path(text.split("?", maxsplit=1)[0].rstrip("/")).stem if text.startswith("http") else Path(text).stem
-        base = "".join(c if c.isalnum() or c in "-_. " else "_" for c in base).strip() or "input"
+        # Keep the name as the user knows it; replace only what some file system refuses.
+        base = "".join("_" if c in _UNSAFE or ord(c) < 32 else c for c in base).strip(" .") or "input"
         count = seen.get(base, 0) + 1
         seen[base] = count
         names.append(base if count == 1 else f"{base}-{count}")

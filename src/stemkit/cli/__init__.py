@@ -59,7 +59,7 @@ def _add_plugin_commands(app: typer.Typer) -> None:
         try:
             group = ep.load()
         except Exception as exc:  # a broken plugin must not take the whole CLI down
-            err_console.print(f"[yellow]warning:[/] plugin command {ep.name!r} could not be loaded: {exc}")
+            err_console.print(f"warning: plugin command {ep.name!r} could not be loaded: {exc}")
             continue
         if isinstance(group, typer.Typer):
             app.add_typer(group, name=ep.name)

@@ -11,9 +11,10 @@ from stemkit.errors import StemkitError
 
 __all__ = ["console", "err_console", "print_error"]
 
-console = Console(highlight=False, soft_wrap=True)
+# No console markup by default: file names like "Song [Live].mp3" must print as they are.
+console = Console(highlight=False, soft_wrap=True, markup=False)
 debug = {"traceback": False}  # set by the CLI's --debug
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def print_error(exc: BaseException, *, about: str | None = None) -> None:
