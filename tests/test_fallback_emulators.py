@@ -153,3 +153,19 @@ def test_a_batch_through_a_chain_finishes_despite_a_corrupt_file(song: Path, tmp
     assert sorted((o.name, o.ok) for o in outcomes) == [("a", True), ("b", True), ("c", True), ("corrupt", False)]
     assert all(o.provider == "ezstems" for o in outcomes if o.ok)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c"]
+
+
+def test_separate_passes_an_api_key_to_a_hosted_provider_and_never_shows_it(song: Path) -> None:
+    with running_emulator(api_key="ez_secret_123") as ez:
+        result = stemkit.separate(song, provider=f"ezstems?base_url={ez.base_url}&stems=2", api_key=ez.api_key,
+                                  stems=["vocals"])
+        assert result.provider == "ezstems"
+        assert "ez_secret_123" not in result.to_json()
+        with pytest.raises(stemkit.AuthenticationError) as info:
+            stemkit.separate(song, provider=f"ezstems?base_url={ez.base_url}&stems=2", api_key="wrong_key_456")
+    assert "wrong_key_456" not in str(info.value)
+
+
+def test_a_key_for_a_provider_that_takes_none_is_a_config_error(song: Path) -> None:
+    with pytest.raises(stemkit.ConfigError, match="api_key"):
+        stemkit.separate(song, provider="dsp", api_key="x")

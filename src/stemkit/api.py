@@ -53,16 +53,18 @@ def separate(
     *,
     stems: Iterable[str] | str | None = None,
     progress: ProgressCallback | None = None,
+    api_key: str | None = None,
     **options: Any,
 ) -> StemSet:
     """Separate ``audio`` (a path, URL, bytes, file object, or an array with ``sample_rate=``) into stems.
 
-    ``provider`` is a spec string, a chain, or a loaded Separator; ``options`` are the provider's options
-    (and ``sample_rate=`` for array input, ``timeout=`` for a deadline in seconds).
+    ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
+    (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
+    array input, ``timeout=`` for a deadline in seconds).
     """
     if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
         return provider.separate(audio, stems=stems, progress=progress, **options)
-    with load(provider) as separator:
+    with load(provider, **_key(api_key)) as separator:
         return separator.separate(audio, stems=stems, progress=progress, **options)
 
 
@@ -72,10 +74,15 @@ async def aseparate(
     *,
     stems: Iterable[str] | str | None = None,
     progress: ProgressCallback | None = None,
+    api_key: str | None = None,
     **options: Any,
 ) -> StemSet:
     """Async :func:`separate`: hosted providers use the async transport, local ones a worker thread."""
     if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
         return await provider.aseparate(audio, stems=stems, progress=progress, **options)
-    with load(provider) as separator:
+    with load(provider, **_key(api_key)) as separator:
         return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+
+
+def _key(api_key: str | None) -> dict[str, Any]:
+    return {} if api_key is None else {"api_key": api_key}
