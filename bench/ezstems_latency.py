@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,9 @@ from stemkit.demo import make_demo
 from stemkit.protocol import ProgressEvent
 from stemkit_ezstems import EzStemsSeparator
 from stemkit_ezstems.testing import running_emulator
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _emulators import emulator
 
 KEY = "ezstems_test_emulator"
 
@@ -49,24 +51,9 @@ def notice_lags(song: Path, lengths: list[float]) -> list[float]:
 
 
 def concurrency(song: Path, processing: float, runs: int) -> list[tuple[float, float]]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "stemkit",
-        "emulate",
-        "ezstems",
-        "--processing-seconds",
-        str(processing),
-        "--option",
-        "workers=8",
-        "--option",
-        "plan=custom",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    base_url = proc.stdout.readline().strip()
     results = []
-    try:
+    args = ("--processing-seconds", str(processing), "--option", "workers=8", "--option", "plan=custom")
+    with emulator("ezstems", *args) as base_url:
         sep = EzStemsSeparator(options={"base_url": base_url}, api_key=KEY)
 
         async def batch(n: int) -> float:
@@ -77,9 +64,6 @@ def concurrency(song: Path, processing: float, runs: int) -> list[tuple[float, f
         asyncio.run(batch(1))  # warm: imports, first connection, the emulator's first separation
         for _ in range(runs):
             results.append((asyncio.run(batch(1)), asyncio.run(batch(8))))
-    finally:
-        proc.terminate()
-        proc.wait(10)
     return results
 
 

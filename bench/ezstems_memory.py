@@ -15,7 +15,6 @@ import os
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from stemkit_ezstems import EzStemsClient, ZipLimits, extract_stems
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _emulators import emulator
 
 MB = 1_000_000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -60,25 +62,6 @@ def peak_growth(action: Callable[[], object]) -> tuple[float, float]:
         done.set()
         sampler.join()
     return (max(peak, rss()) - base) / MB, elapsed
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "stemkit",
-        "emulate",
-        "ezstems",
-        "--processing-seconds",
-        "0",
-        "--option",
-        "plan=custom",
-        "--option",
-        "workers=1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
 
 
 def make_upload(path: Path, size: int) -> None:
@@ -129,16 +112,12 @@ def main() -> None:
     make_upload(upload_file, size)
     seconds = make_zip(archive, size)
 
-    proc, base_url = start_emulator()
     uploads, extracts = [], []
-    try:
-        with EzStemsClient("ezstems_test_emulator", base_url=base_url) as client:
-            client.list_keys()  # connection and imports warm
-            for _ in range(args.runs):
-                uploads.append(peak_growth(lambda: client.upload(upload_file, 4)))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    options = ("--processing-seconds", "0", "--option", "plan=custom", "--option", "workers=1")
+    with emulator("ezstems", *options) as base_url, EzStemsClient("ezstems_test_emulator", base_url=base_url) as client:
+        client.list_keys()  # connection and imports warm
+        for _ in range(args.runs):
+            uploads.append(peak_growth(lambda: client.upload(upload_file, 4)))
     limits = ZipLimits.for_duration(seconds, 4)
     for run in range(args.runs):
         dest = work / f"out{run}"

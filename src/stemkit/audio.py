@@ -500,37 +500,14 @@ def write_format(fmt: str) -> tuple[str, str]:
 def write_audio_atomic(path: Path, array: FloatArray, sample_rate: int, fmt: str = "wav") -> Path:
     """Write (channels, frames) audio to ``path`` via a temporary name in the same folder, then rename,
     so a reader never sees a half-written file and a failure leaves nothing behind."""
-    major, subtype = write_format(fmt)
-    if major == "MP3" and sample_rate > _MP3_MAX_RATE:
-        raise ConfigError(
-            f"format: mp3 supports sample rates up to {_MP3_MAX_RATE} Hz, not {sample_rate}; use wav or flac"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        data = np.ascontiguousarray(array.T)
-        if major != "WAV":
-            peak = float(np.max(np.abs(data))) if data.size else 0.0
-            if peak > 1.0:
-                warnings.warn(
-                    f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
-                    "use format='wav' (float) to keep it",
-                    stacklevel=3,
-                )
-        sf.write(tmp, data, sample_rate, format=major, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return path
+    return write_blocks_atomic(path, [array], sample_rate, array.shape[0], fmt)
 
 
 def write_blocks_atomic(
     path: Path, blocks: Iterable[FloatArray], sample_rate: int, channels: int, fmt: str = "wav"
 ) -> Path:
-    """:func:`write_audio_atomic` for audio that arrives as (channels, n) blocks: one block in memory at a
-    time, so a long file-backed stem (a streamed local run) is written out without being loaded whole."""
+    """Write audio that arrives as (channels, n) blocks atomically (temporary name, then rename), one block
+    in memory at a time, so a long file-backed stem (a streamed local run) is never loaded whole."""
     major, subtype = write_format(fmt)
     if major == "MP3" and sample_rate > _MP3_MAX_RATE:
         raise ConfigError(
@@ -550,7 +527,7 @@ def write_blocks_atomic(
                         warnings.warn(
                             f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
                             "use format='wav' (float) to keep it",
-                            stacklevel=3,
+                            stacklevel=4,
                         )
                 fh.write(data)
         os.replace(tmp, path)

@@ -40,21 +40,18 @@ class ProviderInfo:
         }
 
 
-def _entry_points(group: str) -> list[metadata.EntryPoint]:
+def entry_points(group: str) -> list[metadata.EntryPoint]:
+    """The group's entry points by name, one per name, read from metadata (nothing is imported)."""
     seen: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=group):
         seen.setdefault(ep.name, ep)  # the first on sys.path wins, as the import system would have it
     return sorted(seen.values(), key=lambda ep: ep.name)
 
 
-def entry_point_names(group: str) -> list[str]:
-    return [ep.name for ep in _entry_points(group)]
-
-
 def providers() -> list[ProviderInfo]:
     """Every installed provider plugin (name, distribution, version, summary), without importing any."""
     out = []
-    for ep in _entry_points(PROVIDER_GROUP):
+    for ep in entry_points(PROVIDER_GROUP):
         dist = ep.dist
         name = dist.metadata["Name"] if dist is not None else "?"
         version = dist.version if dist is not None else "?"
@@ -65,7 +62,7 @@ def providers() -> list[ProviderInfo]:
 
 def load_entry_point(group: str, name: str, *, what: str = "provider") -> Any:
     """Import and return the object behind one entry point, or a ConfigError listing what is installed."""
-    found = {ep.name: ep for ep in _entry_points(group)}
+    found = {ep.name: ep for ep in entry_points(group)}
     if name not in found:
         installed = ", ".join(found) if found else "none"
         raise ConfigError(

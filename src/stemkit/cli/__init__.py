@@ -51,11 +51,9 @@ def build_app() -> typer.Typer:
 
 
 def _add_plugin_commands(app: typer.Typer) -> None:
-    from importlib import metadata
+    from stemkit.registry import COMMAND_GROUP, entry_points
 
-    from stemkit.registry import COMMAND_GROUP
-
-    for ep in sorted(metadata.entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+    for ep in entry_points(COMMAND_GROUP):
         try:
             group = ep.load()
         except Exception as exc:  # a broken plugin must not take the whole CLI down
