@@ -21,6 +21,7 @@ __all__ = [
     "InputError",
     "JobExpiredError",
     "JobFailedError",
+    "OutputError",
     "PermissionDeniedError",
     "ProtocolError",
     "ProviderError",
@@ -39,6 +40,19 @@ class StemkitError(Exception):
 
 class ConfigError(StemkitError):
     """A bad provider spec, an unknown provider or option, a missing key: fix the request."""
+
+
+class OutputError(ConfigError):
+    """Stems cannot be written where or how they were asked for: the output folder is a file or not writable,
+    the disk is full, the encoder refuses the format or sample rate, or a file name template is unusable.
+
+    ``path`` is the file or folder concerned. It is a :class:`ConfigError` (fix the request; exit status 2 in
+    the CLI) and is checked before any separation starts wherever it can be.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class InputError(StemkitError):
