@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
+from stemkit._boundary import error_boundary
+from stemkit._portal import run_sync
 from stemkit.config import ProviderSpec, default_chain, parse_chain
-from stemkit.errors import ConfigError
+from stemkit.errors import ConfigError, ProviderError
 from stemkit.protocol import ProgressCallback, Separator
 from stemkit.registry import provider_class
 from stemkit.stemset import StemSet
@@ -25,9 +30,13 @@ def load_one(spec: ProviderSpec, **kwargs: Any) -> Separator:
             f"provider {spec.name!r} does not expose from_spec(spec, **kwargs); it is not a stemkit provider"
         )
     try:
-        separator: Separator = from_spec(spec, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{spec.name}: {exc}") from None
+        with error_boundary(spec.name):
+            try:
+                separator: Separator = from_spec(spec, **kwargs)
+            except TypeError as exc:
+                raise ConfigError(f"{spec.name}: {exc}") from None
+    except ProviderError as exc:  # a plugin that cannot even be constructed is a setup problem
+        raise ConfigError(f"{spec.name}: could not load the provider: {exc.message}") from exc
     return separator
 
 
@@ -39,12 +48,13 @@ def load(spec: ProviderArg = None, **kwargs: Any) -> Separator:
     """
     if spec is not None and not isinstance(spec, str | ProviderSpec | Sequence):
         return spec  # already a Separator
-    specs = parse_chain(default_chain() if spec is None else spec)
-    if len(specs) == 1:
-        return load_one(specs[0], **kwargs)
-    from stemkit.routing import Chain
+    with error_boundary():
+        specs = parse_chain(default_chain() if spec is None else spec)
+        if len(specs) == 1:
+            return load_one(specs[0], **kwargs)
+        from stemkit.routing import Chain
 
-    return Chain.from_specs(specs, **kwargs)
+        return Chain.from_specs(specs, **kwargs)
 
 
 def separate(
@@ -60,12 +70,10 @@ def separate(
 
     ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
     (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
-    array input, ``timeout=`` for a deadline in seconds).
+    array input, ``timeout=`` for a deadline in seconds). Only :class:`~stemkit.errors.StemkitError` errors
+    are raised.
     """
-    if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
-        return provider.separate(audio, stems=stems, progress=progress, **options)
-    with load(provider, **_key(api_key)) as separator:
-        return separator.separate(audio, stems=stems, progress=progress, **options)
+    return run_sync(aseparate, audio, provider, stems=stems, progress=progress, api_key=api_key, **options)
 
 
 async def aseparate(
@@ -77,11 +85,17 @@ async def aseparate(
     api_key: str | None = None,
     **options: Any,
 ) -> StemSet:
-    """Async :func:`separate`: hosted providers use the async transport, local ones a worker thread."""
-    if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
-        return await provider.aseparate(audio, stems=stems, progress=progress, **options)
-    with load(provider, **_key(api_key)) as separator:
-        return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+    """Async :func:`separate` (the one implementation of both): hosted providers use the async transport,
+    local ones a worker thread."""
+    with error_boundary():
+        if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
+            return await provider.aseparate(audio, stems=stems, progress=progress, **options)
+        separator = load(provider, **_key(api_key))
+        try:
+            return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(separator.close)
 
 
 def _key(api_key: str | None) -> dict[str, Any]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
-from anyio.from_thread import start_blocking_portal
 
+from stemkit._boundary import error_boundary
+from stemkit._portal import iterate_sync
 from stemkit.api import ProviderArg, load
 from stemkit.audio import write_format
 from stemkit.errors import ConfigError, StemkitError
@@ -56,19 +56,25 @@ class _Job:
 
 
 async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLimiter) -> BatchItem:
-    started = time.perf_counter()
+    """One input, start to finish; whatever goes wrong is this item's error, never the batch's."""
     async with limiter:
+        started = time.perf_counter()  # the item's own work, not its wait for a free slot
+        result: StemSet | None = None
         try:
-            result = await job.separator.aseparate(item, stems=job.stems, progress=job.progress)
-            paths: dict[str, Path] = {}
-            out = job.output_dir
-            if out is not None:
-                paths = await anyio.to_thread.run_sync(
-                    lambda: result.save(out, format=job.fmt, template=job.template, input_name=name)
-                )
+            with error_boundary():
+                result = await job.separator.aseparate(item, stems=job.stems, progress=job.progress)
+                paths: dict[str, Path] = {}
+                out = job.output_dir
+                if out is not None:
+                    done = result
+                    paths = await anyio.to_thread.run_sync(
+                        lambda: done.save(out, format=job.fmt, template=job.template, input_name=name)
+                    )
         except StemkitError as exc:
+            if result is not None:
+                await anyio.to_thread.run_sync(result.close)
             return BatchItem(item, name, error=exc, seconds=time.perf_counter() - started)
-    return BatchItem(item, name, result=result, paths=paths, seconds=time.perf_counter() - started)
+        return BatchItem(item, name, result=result, paths=paths, seconds=time.perf_counter() - started)
 
 
 def _prepare(
@@ -80,8 +86,9 @@ def _prepare(
     fmt: str,
     template: str,
 ) -> tuple[list[str | Path], list[str], tuple[str, ...] | None, Path | None]:
-    if concurrency < 1:
-        raise ConfigError(f"concurrency: {concurrency} is not a positive number of parallel separations")
+    """Everything that can be wrong with the request as a whole, checked before any separation starts."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency: {concurrency!r} is not a positive number of parallel separations")
     write_format(fmt)
     items = expand_inputs([inputs] if isinstance(inputs, str | Path) else inputs)
     if output_dir is not None and "{input}" not in template and len(items) > 1:
@@ -102,18 +109,27 @@ async def aseparate_many(
     template: str = "{input}/{stem}.{ext}",
     progress: ProgressCallback | None = None,
 ) -> AsyncIterator[BatchItem]:
-    """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time."""
-    items, names, requested, out = _prepare(inputs, provider, stems, concurrency, output_dir, format, template)
-    separator = load(provider)
+    """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
+
+    The one implementation of a batch (:func:`separate_many` runs it). A problem with the request as a whole
+    (a bad provider spec, format, template or concurrency) is raised before any separation starts; after
+    that, each input's failure is its own item's ``error`` and the batch goes on.
+    """
+    with error_boundary():
+        prepared = await anyio.to_thread.run_sync(
+            _prepare, inputs, provider, stems, concurrency, output_dir, format, template
+        )
+        items, names, requested, out = prepared
+        separator = load(provider)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         job = _Job(separator, requested, out, format, template, progress)
         limiter = anyio.CapacityLimiter(concurrency)
-        send, receive = anyio.create_memory_object_stream[BatchItem](len(items))
+        send, receive = anyio.create_memory_object_stream[BatchItem](max(len(items), 1))
         async with anyio.create_task_group() as group:
 
             async def run(item: str | Path, name: str) -> None:
-                await send.send(await _one(job, item, name, limiter))
+                send.send_nowait(await _one(job, item, name, limiter))
 
             for item, name in zip(items, names, strict=True):
                 group.start_soon(run, item, name)
@@ -121,7 +137,8 @@ async def aseparate_many(
                 yield await receive.receive()
     finally:
         if owned:
-            separator.close()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(separator.close)
 
 
 def separate_many(
@@ -139,29 +156,11 @@ def separate_many(
 
     One bad file yields a BatchItem with its ``error`` and the rest go on. With ``output_dir``, stems are
     written under it (``{input}/{stem}.{ext}`` by default: one subfolder per input, never overwriting).
+    This is :func:`aseparate_many`, run to completion from synchronous code.
     """
-    items, names, requested, out = _prepare(inputs, provider, stems, concurrency, output_dir, format, template)
-    separator = load(provider)
-    owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
-    try:
-        job = _Job(separator, requested, out, format, template, progress)
-        with start_blocking_portal() as portal:
-            limiter: anyio.CapacityLimiter = portal.call(_limiter, concurrency)
-            futures = [
-                portal.start_task_soon(_one, job, item, name, limiter)
-                for item, name in zip(items, names, strict=True)
-            ]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
-    finally:
-        if owned:
-            separator.close()
-
-
-async def _limiter(n: int) -> anyio.CapacityLimiter:
-    return anyio.CapacityLimiter(n)
-
+    return iterate_sync(
+        lambda: aseparate_many(
+            inputs, provider, stems=stems, concurrency=concurrency, output_dir=output_dir, format=format,
+            template=template, progress=progress,
+        )
+    )  # fmt: skip

@@ -86,7 +86,8 @@ class ProviderError(StemkitError):
 
     def __str__(self) -> str:
         details = [f"{name} {value}" for name, value in self._details() if value is not None]
-        prefix = f"{self.provider}: " if self.provider else ""
+        named = self.provider and self.message.startswith((f"{self.provider}:", f"{self.provider} "))
+        prefix = f"{self.provider}: " if self.provider and not named else ""
         suffix = f" ({', '.join(details)})" if details else ""
         return f"{prefix}{self.message}{suffix}"
 

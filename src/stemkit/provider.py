@@ -11,6 +11,7 @@ recording provenance. That is what makes switching provider a one-string change.
 from __future__ import annotations
 
 import abc
+import math
 import shutil
 import tempfile
 import time
@@ -22,14 +23,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+import anyio
 import anyio.to_thread
 import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, ConfigDict
 
+from stemkit._boundary import error_boundary
+from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
 from stemkit.config import ProviderSpec, redact, validate_options
-from stemkit.errors import InputError, ProtocolError, ProviderLimitError, StemkitError
+from stemkit.errors import ConfigError, InputError, ProtocolError, ProviderLimitError, SeparationTimeout, StemkitError
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent
 from stemkit.provenance import Attempt, Cost, Provenance
 from stemkit.stems import Derivation, Plan, canonical_name
@@ -78,7 +82,7 @@ def _remove(path: Path, source: AudioSource | None) -> None:
 
 @dataclass
 class SeparationJob:
-    """One call's worth of work handed to a provider's ``_separate``."""
+    """One call's worth of work handed to a provider's ``_separate`` / ``_aseparate``."""
 
     provider: str
     source: AudioSource
@@ -86,7 +90,10 @@ class SeparationJob:
     options: Any
     workdir: Path
     deadline: float | None = None
+    """``time.monotonic()`` value by which the call must end (None: no deadline)."""
     callback: ProgressCallback | None = None
+    job_id: str | None = None
+    """The provider's id for this job, once a hosted provider has accepted it (a timeout names it)."""
 
     def progress(
         self,
@@ -113,6 +120,16 @@ class SeparationJob:
     def remaining(self) -> float | None:
         """Seconds left before the caller's deadline, or None when there is none."""
         return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def check_deadline(self) -> None:
+        """For CPU-bound providers, which cannot be interrupted: call between steps to stop at the deadline."""
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise _DeadlinePassed
+
+
+class _DeadlinePassed(Exception):
+    """Raised by :meth:`SeparationJob.check_deadline`; the base class turns it into SeparationTimeout."""
 
 
 def limit_violation(caps: Capabilities, source: AudioSource) -> tuple[str, str, str] | None:
@@ -155,6 +172,8 @@ class SeparatorBase(abc.ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: provider stem names that are not in stemkit's alias table
     stem_aliases: ClassVar[Mapping[str, str]] = {}
+    #: a fallback chain may hand this separator its already opened input (an ``AudioSource``)
+    accepts_audio_source: ClassVar[bool] = True
 
     def __init__(self, target: str | None = None, options: Mapping[str, Any] | BaseModel | None = None) -> None:
         raw = options.model_dump(exclude_unset=True) if isinstance(options, BaseModel) else dict(options or {})
@@ -189,13 +208,28 @@ class SeparatorBase(abc.ABC):
     def capabilities(self) -> Capabilities: ...
 
     # -- the work a plugin does -------------------------------------------------------------------------
-    @abc.abstractmethod
+    #: Implement exactly one of these. CPU-bound work (a local model, DSP) implements the sync ``_separate``
+    #: and the base class runs it in a worker thread; I/O-bound work (a hosted API) implements the async
+    #: ``_aseparate`` — for hosted APIs, subclass :class:`stemkit.hosted.HostedSeparator`, which implements it
+    #: once for every hosted provider. Either way ``separate`` and ``aseparate`` share one implementation.
     def _separate(self, job: SeparationJob) -> RawResult:
         """Produce ``job.combination`` for ``job.source``; report progress through ``job.progress``."""
+        raise NotImplementedError
 
     async def _aseparate(self, job: SeparationJob) -> RawResult:
         """Async flavour; by default the sync work runs in a worker thread, never on the event loop."""
         return await anyio.to_thread.run_sync(self._separate, job)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None) and (
+            cls._separate is SeparatorBase._separate and cls._aseparate is SeparatorBase._aseparate
+        ):
+            raise TypeError(f"{cls.__name__} must implement _separate (CPU-bound work) or _aseparate (I/O-bound)")
+
+    def default_timeout(self, source: AudioSource) -> float | None:
+        """Seconds a separation of ``source`` may take when the caller sets no ``timeout=`` (None: no limit)."""
+        return None
 
     def _check_source(self, source: AudioSource) -> None:
         """Refuse an input this provider cannot take, before any work (override to add checks)."""
@@ -222,17 +256,14 @@ class SeparatorBase(abc.ABC):
         timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
-        """Separate ``audio`` into ``stems`` (default: the provider's default set) as a normalized StemSet."""
-        started = time.perf_counter()
-        job, plan, workdir = self._prepare(audio, stems, progress, sample_rate, timeout, options)
-        try:
-            raw = self._separate(job)
-            result = self._assemble(job, plan, raw, started)
-        except BaseException:
-            workdir.remove()
-            raise
-        job.progress("done", 1.0)
-        return result
+        """Separate ``audio`` into ``stems`` (default: the provider's default set) as a normalized StemSet.
+
+        ``timeout`` (seconds) bounds the whole call; without it, :meth:`default_timeout` applies (hosted
+        providers have one). Only :class:`~stemkit.errors.StemkitError` errors are raised.
+        """
+        return run_sync(
+            self.aseparate, audio, stems=stems, progress=progress, sample_rate=sample_rate, timeout=timeout, **options
+        )
 
     async def aseparate(
         self,
@@ -244,19 +275,54 @@ class SeparatorBase(abc.ABC):
         timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
-        """Like :meth:`separate`, without blocking the event loop."""
+        """Like :meth:`separate`, without blocking the event loop (the one implementation of both)."""
         started = time.perf_counter()
-        job, plan, workdir = await anyio.to_thread.run_sync(
-            self._prepare, audio, stems, progress, sample_rate, timeout, options
-        )
-        try:
-            raw = await self._aseparate(job)
-            result = await anyio.to_thread.run_sync(self._assemble, job, plan, raw, started)
-        except BaseException:
-            workdir.remove()
-            raise
+        with error_boundary(self._label):
+            if timeout is not None and not timeout >= 0:
+                raise ConfigError(f"timeout: {timeout!r} is not a number of seconds (0 or more)")
+            scope = anyio.CancelScope(deadline=anyio.current_time() + timeout if timeout is not None else math.inf)
+            job: SeparationJob | None = None
+            result: StemSet | None = None
+            try:
+                with scope:
+                    prepared, plan, workdir = await anyio.to_thread.run_sync(
+                        self._prepare, audio, stems, progress, sample_rate, options
+                    )
+                    job = prepared
+                    if timeout is None and (default := self.default_timeout(prepared.source)) is not None:
+                        timeout = default
+                        scope.deadline = anyio.current_time() + default
+                    if scope.deadline != math.inf:
+                        prepared.deadline = time.monotonic() + (scope.deadline - anyio.current_time())
+                    result = await self._work(prepared, plan, workdir, started)
+            except _DeadlinePassed:
+                raise self._timed_out(job, timeout) from None
+            if result is None:  # our own deadline cancelled the work (a caller's cancellation propagates)
+                raise self._timed_out(job, timeout)
+        assert job is not None
         job.progress("done", 1.0)
         return result
+
+    async def _work(self, job: SeparationJob, plan: Plan, workdir: _Workdir, started: float) -> StemSet:
+        """The provider's work and the normalization of its result; the job's folder goes if either fails."""
+        try:
+            raw = await self._aseparate(job)
+            return await anyio.to_thread.run_sync(self._assemble, job, plan, raw, started)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(workdir.remove)
+            raise
+
+    def _timed_out(self, job: SeparationJob | None, timeout: float | None) -> SeparationTimeout:
+        name = job.source.name if job is not None else "the input"
+        limit = f"{timeout:g} s" if timeout is not None else "its deadline"
+        message = f"{name} was not separated within {limit}"
+        job_id = job.job_id if job is not None else None
+        if job_id is not None:
+            message += f"; job {job_id} keeps running at the provider and can be picked up later by its id"
+        else:
+            message += "; give it more time (timeout=) or use a faster provider"
+        return SeparationTimeout(message, job_id=job_id, provider=self.name)
 
     def close(self) -> None:
         """Release sessions and connections. Idempotent."""
@@ -281,7 +347,6 @@ class SeparatorBase(abc.ABC):
         stems: Iterable[str] | str | None,
         progress: ProgressCallback | None,
         sample_rate: int | None,
-        timeout: float | None,
         options: Mapping[str, Any],
     ) -> tuple[SeparationJob, Plan, _Workdir]:
         if self._closed:
@@ -302,8 +367,7 @@ class SeparatorBase(abc.ABC):
                 source.close()
             raise
         workdir = _Workdir(self.name, source if owned else None)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        job = SeparationJob(self.name, source, plan.combination, opts, workdir.path, deadline, progress)
+        job = SeparationJob(self.name, source, plan.combination, opts, workdir.path, None, progress)
         job.__dict__["_workdir"] = workdir  # keeps the folder alive for the job's lifetime
         job.progress("prepare", 0.0)
         return job, plan, workdir

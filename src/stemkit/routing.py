@@ -17,6 +17,11 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
+import anyio.to_thread
+
+from stemkit._boundary import error_boundary
+from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, open_source
 from stemkit.config import ProviderSpec
 from stemkit.errors import (
@@ -96,6 +101,12 @@ class CircuitBreaker:
             self.consecutive_failures += 1
             if self._probing or self.consecutive_failures >= self.settings.failures:
                 self.opened_at = self._clock()
+            self._probing = False
+
+    def release(self) -> None:
+        """End a call that was neither a success nor a failure of the provider (cancelled, or the request's
+        own fault): a half-open probe is given back, so the next call may probe again."""
+        with self._lock:
             self._probing = False
 
     def retry_in(self) -> float:
@@ -182,6 +193,8 @@ class Chain:
     """A Separator that tries its members in order. It nests: a member may itself be a Chain."""
 
     name = "chain"
+    #: stemkit's own separators take the chain's opened input as is (see ``_member_input``)
+    accepts_audio_source = True
 
     def __init__(
         self,
@@ -284,11 +297,6 @@ class Chain:
             log.info("%s failed (%s); trying the next provider", member.spec, type(exc).__name__)
         return Attempt(member.spec, "failed", seconds, exc, str(exc))
 
-    def _done(self, result: StemSet, member: Separator, attempts: list[Attempt]) -> StemSet:
-        self._breaker(member).record_success()
-        trail = tuple(attempts) + tuple(result.provenance.attempts)
-        return result.with_provenance(replace(result.provenance, attempts=trail))
-
     @staticmethod
     def _moves_on(exc: BaseException) -> bool:
         return isinstance(exc, ProviderError | AllProvidersFailedError) and not isinstance(exc, InputError)
@@ -304,34 +312,9 @@ class Chain:
         **options: Any,
     ) -> StemSet:
         """Try each member in order. ``timeout`` bounds this whole call (default: the chain's ``deadline``)."""
-        source, requested = self._begin(audio, stems, sample_rate, options)
-        deadline = self.deadline if timeout is None else timeout
-        started = time.monotonic()
-        attempts: list[Attempt] = []
-        try:
-            for member in self.members:
-                reason, limit = self._next(member, source, requested, started, deadline)
-                if reason is not None:
-                    attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    result = member.separate(source, stems=requested, progress=progress, **_timeout(limit))
-                except (InputError, ConfigError):
-                    self._breaker(member).record_success()  # the provider was fine; the request was not
-                    raise
-                except Exception as exc:
-                    if not self._moves_on(exc):
-                        raise
-                    attempts.append(self._failed(member, exc, time.perf_counter() - t0))
-                    continue
-                return self._done(result, member, attempts)
-        except BaseException:
-            source.close()
-            raise
-        # The StemSet may still derive stems from the shared source; it is released with the result.
-        source.close()
-        raise AllProvidersFailedError(attempts)
+        return run_sync(
+            self.aseparate, audio, stems=stems, progress=progress, sample_rate=sample_rate, timeout=timeout, **options
+        )
 
     async def aseparate(
         self,
@@ -343,38 +326,53 @@ class Chain:
         timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
-        """Async :meth:`separate`."""
-        import anyio.to_thread
+        """Async :meth:`separate` (the one implementation of both)."""
+        with error_boundary("chain"):
+            deadline = self.deadline if timeout is None else timeout
+            source, requested = await anyio.to_thread.run_sync(self._begin, audio, stems, sample_rate, options)
+            try:
+                result = await self._run(audio, source, requested, progress, deadline)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(source.close)
+                raise
+            # The StemSet may still derive stems from the shared source: it is released with the result.
+            result.add_cleanup(source.close)
+            return result
 
-        deadline = self.deadline if timeout is None else timeout
-        source, requested = await anyio.to_thread.run_sync(
-            lambda: self._begin(audio, stems, sample_rate, options)
-        )
+    async def _run(
+        self, audio: Any, source: AudioSource, requested: tuple[str, ...] | None, progress: ProgressCallback | None,
+        deadline: float | None,
+    ) -> StemSet:  # fmt: skip
         started = time.monotonic()
         attempts: list[Attempt] = []
-        try:
-            for member in self.members:
-                reason, limit = self._next(member, source, requested, started, deadline)
-                if reason is not None:
-                    attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    result = await member.aseparate(source, stems=requested, progress=progress, **_timeout(limit))
-                except (InputError, ConfigError):
-                    self._breaker(member).record_success()
+        for member in self.members:
+            reason, limit = self._next(member, source, requested, started, deadline)
+            if reason is not None:
+                attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
+                continue
+            breaker = self._breaker(member)
+            t0 = time.perf_counter()
+            try:
+                with error_boundary(member.spec):
+                    result = await member.aseparate(
+                        _member_input(member, audio, source), stems=requested, progress=progress,
+                        **_member_options(member, source, limit),
+                    )  # fmt: skip
+            except (InputError, ConfigError):
+                breaker.record_success()  # the provider was fine; the request was not
+                raise
+            except StemkitError as exc:
+                if not self._moves_on(exc):
+                    breaker.release()
                     raise
-                except Exception as exc:
-                    if not self._moves_on(exc):
-                        raise
-                    attempts.append(self._failed(member, exc, time.perf_counter() - t0))
-                    continue
-                return self._done(result, member, attempts)
-        except BaseException:
-            source.close()
-            raise
-        # The StemSet may still derive stems from the shared source; it is released with the result.
-        source.close()
+                attempts.append(self._failed(member, exc, time.perf_counter() - t0))
+                continue
+            finally:
+                breaker.release()  # a half-open probe never stays taken, whatever ended the call
+            breaker.record_success()
+            trail = tuple(attempts) + tuple(result.provenance.attempts)
+            return result.with_provenance(replace(result.provenance, attempts=trail))
         raise AllProvidersFailedError(attempts)
 
     def close(self) -> None:
@@ -391,6 +389,22 @@ class Chain:
         self.close()
 
 
-def _timeout(timeout: float | None) -> dict[str, float]:
-    return {} if timeout is None else {"timeout": timeout}
+def _member_input(member: Separator, audio: Any, source: AudioSource) -> Any:
+    """What a member is handed: stemkit's own separators take the opened source (no second probe or copy);
+    any other Separator gets a public input type — the caller's own input when it can be read again, else
+    the local copy the chain made of it (a file object can be read only once)."""
+    if getattr(member, "accepts_audio_source", False):
+        return source
+    if source.kind == "array" or isinstance(audio, str | os.PathLike | bytes | bytearray | memoryview):
+        return audio
+    if source.is_remote:
+        return source.url
+    return source.path
+
+
+def _member_options(member: Separator, source: AudioSource, timeout: float | None) -> dict[str, Any]:
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    if source.kind == "array" and not getattr(member, "accepts_audio_source", False):
+        options["sample_rate"] = source.sample_rate  # the caller's array, with its rate
+    return options
 

@@ -347,6 +347,19 @@ class StemSet(Mapping[str, Stem]):
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
+    def add_cleanup(self, cleanup: Callable[[], None]) -> None:
+        """Also run ``cleanup`` when this StemSet is closed (e.g. a chain's temporary copy of its input)."""
+        before = self._cleanup
+
+        def both() -> None:
+            try:
+                if before is not None:
+                    before()
+            finally:
+                cleanup()
+
+        self._cleanup = both
+
     def close(self) -> None:
         """Remove temporary files that back file-backed stems (load what you need first)."""
         if self._cleanup is not None:

@@ -1,58 +1,65 @@
-"""Toolkit for hosted-API plugins: one HTTP transport, a job lifecycle helper, and an emulator kit.
+"""Toolkit for hosted-API plugins: one HTTP transport, the shared job lifecycle, and an emulator kit.
 
-A hosted plugin is meant to be a small file on top of this:
+A hosted plugin is a small file on top of this:
 
-* :class:`HostedTransport` / :class:`AsyncHostedTransport` — httpx with the API key sent only under the
-  base URL, one tenacity retry layer honoring ``Retry-After`` (:class:`RetryPolicy`), idempotency keys
-  kept across retries, ``X-RateLimit-*`` parsing (:class:`RateLimitInfo`), an ``error_mapper`` hook
-  (:class:`ErrorContext` → a :mod:`stemkit.errors` error, :func:`default_error` as fallback), streamed
-  uploads (raw PUT and multipart) and atomic streamed downloads.
-* :func:`poll_job` / :func:`apoll_job` — wait for a job with a backoff honoring the provider's estimate,
-  reporting progress, raising JobFailedError / JobExpiredError / SeparationTimeout.
-* :class:`Secret` — an API key that prints as ``***``.
+* :class:`HostedSeparator` — the job lifecycle (submit → poll → resolve outputs → download → raw result),
+  written once; a plugin supplies its API's particulars through a few hooks and inherits every guarantee
+  (deadlines, bounded and confined downloads, one URL refresh, no exception groups).
+* :class:`AsyncHostedTransport` (and its blocking face :class:`HostedTransport`) — httpx with the API key
+  sent only under the base URL, one tenacity retry layer honoring ``Retry-After`` and the caller's deadline
+  (:class:`RetryPolicy`), idempotency keys kept across retries, ``X-RateLimit-*`` parsing
+  (:class:`RateLimitInfo`), bounded answers (:class:`Limits`), an ``error_mapper`` hook (:class:`ErrorContext`
+  → a :mod:`stemkit.errors` error, :func:`default_error` as fallback), streamed uploads and atomic downloads.
+* :func:`poll_job` — wait for a job with a backoff honoring the provider's estimate, reporting progress.
+* :class:`Secret` and :func:`read_key` — an API key that prints as ``***`` and is read safely.
 * ``stemkit.hosted.emulator`` and ``stemkit.hosted.faults`` — serve an emulator on loopback, fault
   injection parsed from ``--fault`` strings (imported separately: they need the ``emulators`` extra).
 """
 
 from stemkit.hosted._ratelimit import RateLimitInfo, parse_retry_after
 from stemkit.hosted._retry import RetryPolicy
-from stemkit.hosted._secret import Secret
-from stemkit.hosted.jobs import (
-    JobSnapshot,
-    JobState,
-    PollOutcome,
-    PollPolicy,
-    StageReporter,
-    apoll_job,
-    poll_job,
-)
-from stemkit.hosted.transport import (
-    AsyncHostedTransport,
+from stemkit.hosted.files import TransferProgress
+from stemkit.hosted.jobs import JobSnapshot, JobState, PollOutcome, PollPolicy, StageReporter, poll_job
+from stemkit.hosted.keys import ApiScope, Secret, read_key
+from stemkit.hosted.lifecycle import HostedSeparator, Output, Submission, download_limit, require_outputs
+from stemkit.hosted.mapping import (
     ErrorContext,
     ErrorMapper,
-    HostedTransport,
     PresignedURLRejected,
-    TransferProgress,
+    Reply,
     default_error,
+    parse_answer,
+    safe_url,
 )
+from stemkit.hosted.transport import AsyncHostedTransport, HostedTransport, Limits
 
 __all__ = [
+    "ApiScope",
     "AsyncHostedTransport",
     "ErrorContext",
     "ErrorMapper",
+    "HostedSeparator",
     "HostedTransport",
     "JobSnapshot",
     "JobState",
+    "Limits",
+    "Output",
     "PollOutcome",
     "PollPolicy",
     "PresignedURLRejected",
     "RateLimitInfo",
+    "Reply",
     "RetryPolicy",
     "Secret",
     "StageReporter",
+    "Submission",
     "TransferProgress",
-    "apoll_job",
     "default_error",
+    "download_limit",
+    "parse_answer",
     "parse_retry_after",
     "poll_job",
+    "read_key",
+    "require_outputs",
+    "safe_url",
 ]

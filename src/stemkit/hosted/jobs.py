@@ -1,14 +1,16 @@
-"""Waiting for a hosted job: poll with a backoff that honors the provider's estimate, report progress,
-turn FAILED / EXPIRED / a passed deadline into stemkit errors.
+"""Waiting for a hosted job: poll with a backoff that honors the provider's estimate, report progress, turn
+FAILED / EXPIRED into stemkit errors.
 
-A plugin translates each status answer into a :class:`JobSnapshot` and hands the helper a fetch function::
+The hosted job lifecycle (:mod:`stemkit.hosted.lifecycle`) runs this for every hosted plugin; a plugin only
+translates each status answer into a :class:`JobSnapshot`::
 
-    outcome = poll_job(first_snapshot, lambda: to_snapshot(client.get_job(job_id)),
-                       provider="mine", report=job.progress, deadline=job.deadline)
+    outcome = await poll_job(first_snapshot, fetch_snapshot, provider="mine", report=job.progress)
     outcome.snapshot.raw          # the provider's final answer
     outcome.queued_seconds, outcome.processing_seconds
 
-The helper never retries a failed fetch itself: the transport already did (one retry layer).
+The caller's deadline is a cancel scope around the whole separation (the lifecycle turns it into a
+``SeparationTimeout`` naming the job); the helper never retries a failed fetch itself: the transport already
+did (one retry layer).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any, Literal, Protocol
 
 import anyio
 
-from stemkit.errors import JobExpiredError, JobFailedError, SeparationTimeout
+from stemkit.errors import JobExpiredError, JobFailedError
 
-__all__ = ["JobSnapshot", "JobState", "PollOutcome", "PollPolicy", "StageReporter", "apoll_job", "poll_job"]
+__all__ = ["JobSnapshot", "JobState", "PollOutcome", "PollPolicy", "StageReporter", "poll_job"]
 
 JobState = Literal["queued", "processing", "completed", "failed", "expired"]
 
@@ -90,23 +92,12 @@ class StageReporter(Protocol):
 
 
 class _Poller:
-    """The decisions, shared by the sync and async loops."""
+    """When to ask again, and what each answer means."""
 
     def __init__(
-        self,
-        provider: str,
-        policy: PollPolicy,
-        report: StageReporter | None,
-        deadline: float | None,
-        clock: Callable[[], float],
+        self, provider: str, policy: PollPolicy, report: StageReporter | None, clock: Callable[[], float]
     ) -> None:
-        self.provider, self.policy, self.report, self.deadline, self.clock = (
-            provider,
-            policy,
-            report,
-            deadline,
-            clock,
-        )
+        self.provider, self.policy, self.report, self.clock = provider, policy, report, clock
         self.start = clock()
         self.processing_since: float | None = None
         self.estimate_end: float | None = None
@@ -133,22 +124,14 @@ class _Poller:
             return PollOutcome(snap, began - self.start, now - began, self.polls)
         if snap.state == "failed":
             raise JobFailedError(
-                f"job {snap.job_id} failed at the provider: {snap.message or 'no reason given'}. "
-                "Try another provider, or check the input.",
+                f"job {snap.job_id} failed at the provider: {snap.message or 'no reason given'}; "
+                "try another provider, or check the input",
                 job_id=snap.job_id,
                 provider=self.provider,
             )
         if snap.state == "expired":
             raise JobExpiredError(
-                f"job {snap.job_id} expired before its results were fetched; submit it again.",
-                job_id=snap.job_id,
-                provider=self.provider,
-            )
-        if self.deadline is not None and now >= self.deadline:
-            raise SeparationTimeout(
-                f"job {snap.job_id} was still {snap.state} when the deadline passed "
-                f"({now - self.start:.1f}s of waiting); it keeps running at the provider, so it can be "
-                f"picked up later by its id {snap.job_id}.",
+                f"job {snap.job_id} expired before its results were fetched; submit it again",
                 job_id=snap.job_id,
                 provider=self.provider,
             )
@@ -162,50 +145,28 @@ class _Poller:
         else:
             delay = min(p.max_interval, p.initial * p.multiplier**self.late_polls)
             self.late_polls += 1
-        if self.deadline is not None:
-            delay = min(delay, self.deadline - now)
         self.polls += 1
         return max(delay, p.min_interval)
 
 
-def poll_job(
-    first: JobSnapshot,
-    fetch: Callable[[], JobSnapshot],
-    *,
-    provider: str,
-    report: StageReporter | None = None,
-    deadline: float | None = None,
-    policy: PollPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> PollOutcome:
-    """Poll until the job completes; ``first`` is the answer that created it (so no immediate re-poll).
-
-    ``deadline`` is a ``time.monotonic()`` value. Raises JobFailedError, JobExpiredError or
-    SeparationTimeout (each naming the job id); errors from ``fetch`` propagate unchanged.
-    """
-    poller = _Poller(provider, policy or PollPolicy(), report, deadline, clock)
-    snap = first
-    while (outcome := poller.observe(snap)) is None:
-        sleep(poller.next_delay())
-        snap = fetch()
-    return outcome
-
-
-async def apoll_job(
+async def poll_job(
     first: JobSnapshot,
     fetch: Callable[[], Awaitable[JobSnapshot]],
     *,
     provider: str,
     report: StageReporter | None = None,
-    deadline: float | None = None,
     policy: PollPolicy | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> PollOutcome:
-    """The async twin of :func:`poll_job` (sleeps with ``anyio.sleep``)."""
-    poller = _Poller(provider, policy or PollPolicy(), report, deadline, clock)
+    """Poll until the job completes; ``first`` is the answer that created it (so no immediate re-poll).
+
+    Raises JobFailedError or JobExpiredError (each naming the job id); errors from ``fetch`` propagate
+    unchanged. Bound it with a cancel scope: it polls for as long as the job runs.
+    """
+    poller = _Poller(provider, policy or PollPolicy(), report, clock)
     snap = first
     while (outcome := poller.observe(snap)) is None:
-        await anyio.sleep(poller.next_delay())
+        await sleep(poller.next_delay())
         snap = await fetch()
     return outcome

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from stemkit._portal import SyncFacade, blocking
 from stemkit.errors import (
     AuthenticationError,
     ConfigError,
@@ -34,12 +34,28 @@ from stemkit.errors import (
     ProviderLimitError,
     RateLimitError,
 )
-from stemkit.hosted import AsyncHostedTransport, ErrorContext, HostedTransport, RetryPolicy, Secret
-from stemkit.hosted.transport import TransferProgress
+from stemkit.hosted import (
+    AsyncHostedTransport,
+    ErrorContext,
+    HostedTransport,
+    Limits,
+    RetryPolicy,
+    Secret,
+    TransferProgress,
+    parse_answer,
+    read_key,
+)
 from stemkit_ezstems._models import ApiKeyInfo, ErrorBody, GeneratedKey, StatusData, UploadData, envelope_data
 from stemkit_ezstems._service import DEFAULT_BASE_URL
 
-__all__ = ["ENV_API_KEY", "ENV_BASE_URL", "AsyncEzStemsClient", "EzStemsClient", "default_retry_policy"]
+__all__ = [
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "AsyncEzStemsClient",
+    "EzStemsClient",
+    "default_retry_policy",
+    "resolve_settings",
+]
 
 ENV_API_KEY = "EZSTEMS_API_KEY"
 ENV_BASE_URL = "EZSTEMS_BASE_URL"
@@ -72,13 +88,14 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
     endpoint = ctx.url.rsplit("/", 1)[-1]
     if ctx.status_code == 401:
         return AuthenticationError(
-            f"{where} was refused: {said}. Set {ENV_API_KEY} (or pass api_key=) to an active EzStems API key",
+            f"{where} was refused: {said}; set {ENV_API_KEY} (or pass api_key=) to an active key for this service "
+            "(`stemkit emulate ezstems` prints its emulator's key)",
             **common,
         )
     if ctx.status_code == 403:
         rl = ctx.rate_limit
         return RateLimitError(
-            f"{where} was refused: {said}. EzStems rate-limits with HTTP 403; wait and try again, or raise "
+            f"{where} was refused: {said}; EzStems rate-limits with HTTP 403, wait and try again, or raise "
             "the key's rate limit",
             retry_after=rl.retry_after,
             limit=rl.limit,
@@ -88,14 +105,14 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
         )
     if ctx.status_code == 400 and any(s in said.lower() for s in _LIMIT_ERRORS):
         return ProviderLimitError(
-            f"{where} was refused: {said}. Use a smaller MP3/WAV/M4A file, a larger plan (plan=), or another provider",
+            f"{where} was refused: {said}; use a smaller MP3/WAV/M4A file, a larger plan (plan=), or another provider",
             **common,
         )
     if ctx.status_code == 404 and endpoint in ("status.php", "download.php"):
-        return JobExpiredError(f"{where}: {said}. The job is gone at EzStems; submit it again", **common)
+        return JobExpiredError(f"{where}: {said}; the job is gone at EzStems, submit it again", **common)
     if ctx.status_code in (404, 405):
         return ProtocolError(
-            f"{where} answered {ctx.status_code}: {said}. Check the base URL ({ENV_BASE_URL}); it should end "
+            f"{where} answered {ctx.status_code}: {said}; check the base URL ({ENV_BASE_URL}), it should end "
             "in /api/v1",
             **common,
         )
@@ -104,47 +121,20 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
     return None  # 5xx: the transport's default (ProviderUnavailableError) with the service's message
 
 
-def _resolve(api_key: str | Secret | None, base_url: str | None) -> tuple[Secret | None, str]:
-    key = api_key if isinstance(api_key, Secret) else None
+def resolve_settings(api_key: str | Secret | None, base_url: str | None) -> tuple[Secret, str]:
+    """The key (keyword, else ``EZSTEMS_API_KEY``) and base URL (else ``EZSTEMS_BASE_URL``, else production)."""
+    key = read_key(api_key, env=ENV_API_KEY, provider=PROVIDER)
     if key is None:
-        raw = api_key if isinstance(api_key, str) else os.environ.get(ENV_API_KEY, "")
-        key = Secret(raw.strip()) if raw and raw.strip() else None
+        raise ConfigError(
+            f"ezstems: no API key; set {ENV_API_KEY} or pass api_key= (for the emulator, "
+            "`stemkit emulate ezstems` prints its base URL and the key it accepts)"
+        )
     url = (base_url or os.environ.get(ENV_BASE_URL, "").strip() or DEFAULT_BASE_URL).rstrip("/")
     return key, url
 
 
-def _require_key(key: Secret | None) -> Secret:
-    if not key:
-        raise ConfigError(
-            f"ezstems: no API key; set {ENV_API_KEY} or pass api_key= (for the emulator: "
-            "`stemkit emulate ezstems` prints its base URL, its default key is ezstems_test_emulator)"
-        )
-    return key
-
-
 def _data(body: Any, model: type[M], what: str) -> M:
-    data = envelope_data(body)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(
-            f"EzStems answered {what} with an unexpected body ({exc.error_count()} problem(s), first: "
-            f"{exc.errors()[0]['msg']}); check the base URL ({ENV_BASE_URL}) or update stemkit-ezstems",
-            provider=PROVIDER,
-        ) from None
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise ProtocolError(
-            f"EzStems answered {response.request.url.path} with a body that is not JSON "
-            f"({response.headers.get('content-type', 'no content type')}); "
-            f"check the base URL ({ENV_BASE_URL})",
-            provider=PROVIDER,
-            status_code=response.status_code,
-        ) from None
+    return parse_answer(model, envelope_data(body), provider=PROVIDER, what=what)
 
 
 def _keys(body: Any) -> list[ApiKeyInfo]:
@@ -169,115 +159,31 @@ def _upload_fields(stems: int, cutoff: str | None, output: str | None) -> dict[s
     return fields
 
 
-class _ClientBase:
+class AsyncEzStemsClient:
+    """EzStems' API, async; ``api_key``/``base_url`` default to the EZSTEMS_* environment variables."""
+
     def __init__(
         self,
-        api_key: str | Secret | None,
-        base_url: str | None,
-        retry: RetryPolicy | None,
-        timeout: float | None,
+        api_key: str | Secret | None = None,
+        *,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        limits: Limits | None = None,
+        transport_options: Mapping[str, Any] | None = None,
     ) -> None:
-        key, url = _resolve(api_key, base_url)
-        self._settings: dict[str, Any] = {
-            "provider": PROVIDER,
-            "base_url": url,
-            "api_key": _require_key(key),
-            "error_mapper": map_error,
-            "retry": retry or default_retry_policy(),
-            "timeout": timeout,
-        }
+        key, url = resolve_settings(api_key, base_url)
+        self.transport = AsyncHostedTransport(
+            provider=PROVIDER, base_url=url, api_key=key, error_mapper=map_error,
+            retry=retry or default_retry_policy(), timeout=timeout, limits=limits, **dict(transport_options or {}),
+        )  # fmt: skip
 
     @property
     def base_url(self) -> str:
-        return str(self._settings["base_url"])
+        return self.transport.base_url
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key=***)"
-
-
-class EzStemsClient(_ClientBase):
-    """Synchronous EzStems client; ``api_key``/``base_url`` default to the EZSTEMS_* environment variables."""
-
-    def __init__(
-        self,
-        api_key: str | Secret | None = None,
-        *,
-        base_url: str | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        transport_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(api_key, base_url, retry, timeout)
-        self.transport = HostedTransport(**self._settings, **dict(transport_options or {}))
-
-    def upload(
-        self,
-        path: str | os.PathLike[str],
-        stems: int,
-        *,
-        cutoff: str | None = None,
-        output: str | None = None,
-        content_type: str | None = None,
-        progress: TransferProgress | None = None,
-    ) -> UploadData:
-        """``POST upload.php``: the file streams from disk as multipart; returns the queued job."""
-        response = self.transport.upload_multipart(
-            "upload.php",
-            path,
-            data=_upload_fields(stems, cutoff, output),
-            content_type=content_type,
-            progress=progress,
-        )
-        return _data(_json(response), UploadData, "upload.php")
-
-    def status(self, job_id: str) -> StatusData:
-        """``GET status.php?id=``."""
-        body = self.transport.request_json("GET", "status.php", params={"id": job_id})
-        return _data(body, StatusData, "status.php")
-
-    def download(self, job_id: str, dest: str | os.PathLike[str], *, progress: TransferProgress | None = None) -> Path:
-        """``GET download.php?id=``: the ZIP streams to ``dest`` through a temporary file."""
-        return self.transport.download("download.php", dest, params={"id": job_id}, progress=progress)
-
-    def list_keys(self) -> list[ApiKeyInfo]:
-        """``GET keys.php``: the account's keys (masked by the service)."""
-        return _keys(self.transport.request_json("GET", "keys.php"))
-
-    def deactivate_key(self) -> str:
-        """``DELETE keys.php``: deactivates the key this client uses; returns the service's message."""
-        return _deactivated(self.transport.request_json("DELETE", "keys.php"))
-
-    def generate_key(self) -> GeneratedKey:
-        """``POST keys.php``: a new key, shown once (``api_key`` is a SecretStr)."""
-        body = self.transport.request_json("POST", "keys.php")
-        return _data(body, GeneratedKey, "keys.php")
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncEzStemsClient(_ClientBase):
-    """The async twin of :class:`EzStemsClient`."""
-
-    def __init__(
-        self,
-        api_key: str | Secret | None = None,
-        *,
-        base_url: str | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        transport_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(api_key, base_url, retry, timeout)
-        self.transport = AsyncHostedTransport(**self._settings, **dict(transport_options or {}))
 
     async def upload(
         self,
@@ -289,31 +195,41 @@ class AsyncEzStemsClient(_ClientBase):
         content_type: str | None = None,
         progress: TransferProgress | None = None,
     ) -> UploadData:
-        response = await self.transport.upload_multipart(
-            "upload.php",
-            path,
-            data=_upload_fields(stems, cutoff, output),
-            content_type=content_type,
+        """``POST upload.php``: the file streams from disk as multipart; returns the queued job."""
+        reply = await self.transport.upload_multipart(
+            "upload.php", Path(path), data=_upload_fields(stems, cutoff, output), content_type=content_type,
             progress=progress,
-        )
-        return _data(_json(response), UploadData, "upload.php")
+        )  # fmt: skip
+        return _data(reply.json(), UploadData, "upload.php")
 
     async def status(self, job_id: str) -> StatusData:
+        """``GET status.php?id=``."""
         body = await self.transport.request_json("GET", "status.php", params={"id": job_id})
         return _data(body, StatusData, "status.php")
 
     async def download(
-        self, job_id: str, dest: str | os.PathLike[str], *, progress: TransferProgress | None = None
+        self,
+        job_id: str,
+        dest: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = None,
+        progress: TransferProgress | None = None,
     ) -> Path:
-        return await self.transport.download("download.php", dest, params={"id": job_id}, progress=progress)
+        """``GET download.php?id=``: the ZIP streams to ``dest`` through a temporary file."""
+        return await self.transport.download(
+            "download.php", Path(dest), params={"id": job_id}, max_bytes=max_bytes, progress=progress
+        )
 
     async def list_keys(self) -> list[ApiKeyInfo]:
+        """``GET keys.php``: the account's keys (masked by the service)."""
         return _keys(await self.transport.request_json("GET", "keys.php"))
 
     async def deactivate_key(self) -> str:
+        """``DELETE keys.php``: deactivates the key this client uses; returns the service's message."""
         return _deactivated(await self.transport.request_json("DELETE", "keys.php"))
 
     async def generate_key(self) -> GeneratedKey:
+        """``POST keys.php``: a new key, shown once (``api_key`` is a SecretStr)."""
         return _data(await self.transport.request_json("POST", "keys.php"), GeneratedKey, "keys.php")
 
     async def aclose(self) -> None:
@@ -326,3 +242,49 @@ class AsyncEzStemsClient(_ClientBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class EzStemsClient(SyncFacade[AsyncEzStemsClient]):
+    """Blocking EzStems client: :class:`AsyncEzStemsClient`'s methods, not awaited (close it, or ``with``)::
+
+        with EzStemsClient() as client:            # key from EZSTEMS_API_KEY, base URL from EZSTEMS_BASE_URL
+            for key in client.list_keys(): ...     # masked keys, activity, rate limit, call counts
+            new = client.generate_key()            # new.api_key is a SecretStr: .get_secret_value() to store it
+            client.deactivate_key()                # the key this client uses stops working
+    """
+
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        *,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        limits: Limits | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        key, url = resolve_settings(api_key, base_url)  # a missing key fails here, before any thread starts
+        super().__init__(
+            lambda: AsyncEzStemsClient(
+                key, base_url=url, retry=retry, timeout=timeout, limits=limits, transport_options=transport_options
+            )
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.aio.base_url
+
+    @property
+    def transport(self) -> HostedTransport:
+        """The client's transport, blocking (for requests the client has no method for)."""
+        return HostedTransport.view(self, self.aio.transport)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key=***)"
+
+    upload = blocking(AsyncEzStemsClient.upload)
+    status = blocking(AsyncEzStemsClient.status)
+    download = blocking(AsyncEzStemsClient.download)
+    list_keys = blocking(AsyncEzStemsClient.list_keys)
+    deactivate_key = blocking(AsyncEzStemsClient.deactivate_key)
+    generate_key = blocking(AsyncEzStemsClient.generate_key)

@@ -8,32 +8,33 @@ A request is planned onto the smallest Spleeter configuration that covers it (``
 stems Spleeter does not produce directly (e.g. ``instrumental`` from a 4-stem run) are derived by stemkit and
 marked derived. The file is checked against the plan's size limit before upload, streamed up as multipart,
 the job polled (queue position and status reported as progress), and the ZIP streamed to a temporary file
-and extracted safely (:mod:`stemkit_ezstems._archive`).
+and extracted safely (:mod:`stemkit_ezstems._archive`). The job's lifecycle (polling, downloads, limits,
+deadlines) is :class:`stemkit.hosted.HostedSeparator`'s, shared by every hosted provider.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from stemkit.errors import ConfigError
 from stemkit.hosted import (
+    HostedSeparator,
     JobSnapshot,
+    Output,
+    PollOutcome,
     PollPolicy,
     RetryPolicy,
     Secret,
-    StageReporter,
-    apoll_job,
-    poll_job,
+    Submission,
+    read_key,
 )
 from stemkit.protocol import Capabilities
-from stemkit.provider import RawResult, SeparationJob, SeparatorBase
+from stemkit.provider import RawResult, SeparationJob
 from stemkit_ezstems._archive import ZipLimits, extract_stems
 from stemkit_ezstems._models import StatusData, UploadData
 from stemkit_ezstems._service import (
@@ -45,7 +46,7 @@ from stemkit_ezstems._service import (
     Plan,
     StemCount,
 )
-from stemkit_ezstems.client import ENV_API_KEY, AsyncEzStemsClient, EzStemsClient, _resolve
+from stemkit_ezstems.client import ENV_API_KEY, AsyncEzStemsClient
 
 __all__ = ["DEFAULT_POLL_POLICY", "EzStemsOptions", "EzStemsSeparator"]
 
@@ -107,28 +108,29 @@ def _snapshot(data: StatusData | UploadData) -> JobSnapshot:
     return JobSnapshot(data.id, data.status, queue_position=position, message=message, raw=data)
 
 
-class EzStemsSeparator(SeparatorBase):
-    """The ``ezstems`` provider: sync and async, on stemkit's hosted toolkit."""
+class EzStemsSeparator(HostedSeparator[AsyncEzStemsClient]):
+    """The ``ezstems`` provider."""
 
     name = "ezstems"
     Options = EzStemsOptions
+    poll_policy = DEFAULT_POLL_POLICY
 
     def __init__(
         self,
         target: str | None = None,
         options: Any = None,
         *,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
     ) -> None:
         if target is not None:
             raise ConfigError(f"ezstems: takes no target (got {target!r}); use ezstems?stems=4")
         super().__init__(target, options)
-        self._key: Secret | None = _resolve(api_key, None)[0]
+        self._key = read_key(api_key, env=ENV_API_KEY, provider=self.name)
         self._retry = retry
-        self._poll = poll or DEFAULT_POLL_POLICY
-        self._client: EzStemsClient | None = None
+        if poll is not None:
+            self.poll_policy = poll
 
     @property
     def capabilities(self) -> Capabilities:
@@ -148,20 +150,6 @@ class EzStemsSeparator(SeparatorBase):
             extra={"model": "spleeter", "plan": opts.plan},
         )
 
-    # -- plumbing ----------------------------------------------------------------------------------------
-    def _client_args(self, options: EzStemsOptions) -> dict[str, Any]:
-        if not self._key:
-            raise ConfigError(f"ezstems: no API key; set {ENV_API_KEY} or pass api_key= to the provider")
-        return {"api_key": self._key, "base_url": options.base_url, "retry": self._retry}
-
-    def _sync_client(self, options: EzStemsOptions) -> EzStemsClient:
-        args = self._client_args(options)
-        if self._client is None or self._client.base_url != _resolve(self._key, options.base_url)[1]:
-            if self._client is not None:
-                self._client.close()
-            self._client = EzStemsClient(**args)
-        return self._client
-
     @staticmethod
     def _count(job: SeparationJob) -> int:
         for count, combination in CANONICAL_BY_STEMS.items():
@@ -169,110 +157,42 @@ class EzStemsSeparator(SeparatorBase):
                 return count
         raise ConfigError(f"ezstems: no Spleeter configuration produces {', '.join(job.combination)}")
 
-    @staticmethod
-    def _upload_args(job: SeparationJob) -> dict[str, Any]:
+    # -- the lifecycle's hooks ----------------------------------------------------------------------------
+    def _client(self, options: EzStemsOptions) -> AsyncEzStemsClient:
+        return AsyncEzStemsClient(self._key, base_url=options.base_url, retry=self._retry)
+
+    def _transport(self, client: AsyncEzStemsClient) -> Any:
+        return client.transport
+
+    async def _submit(self, client: AsyncEzStemsClient, job: SeparationJob, upload: Path | None) -> Submission:
+        assert upload is not None
         opts: EzStemsOptions = job.options
-        return {"cutoff": opts.cutoff, "output": opts.output, "progress": _Throttled(job, "upload")}
-
-    @staticmethod
-    def _extract(job: SeparationJob, archive: Path, count: int) -> dict[str, Path]:
-        job.progress("write", 0.0, "extracting the stems archive")
-        limits = ZipLimits.for_duration(job.source.duration, count)
-        stems = extract_stems(archive, job.workdir / "stems", SPLEETER_STEMS[count], limits=limits)
-        archive.unlink(missing_ok=True)
-        return stems
-
-    @staticmethod
-    def _result(job_id: str, count: int, stems: dict[str, Path], timings: dict[str, float]) -> RawResult:
-        return RawResult(
-            stems=stems,
-            job_id=job_id,
-            model=f"spleeter:{count}stems",
-            timings=timings,
-            extra={"stems": count},
-        )
-
-    # -- the work ----------------------------------------------------------------------------------------
-    def _separate(self, job: SeparationJob) -> RawResult:
         count = self._count(job)
-        client = self._sync_client(job.options)
-        timings: dict[str, float] = {}
         job.progress("upload", 0.0, f"uploading {job.source.name} for {count} stems")
-        with _timed(timings, "upload"):
-            created = client.upload(
-                job.source.path, count, **self._upload_args(job), content_type=_media_type(job)
-            )
-        outcome = poll_job(
-            _snapshot(created),
-            lambda: _snapshot(client.status(created.id)),
-            provider=self.name,
-            report=_reporter(job),
-            deadline=job.deadline,
-            policy=self._poll,
-        )
-        timings.update(queue=outcome.queued_seconds, process=outcome.processing_seconds)
-        job.progress("download", 0.0, f"downloading the stems of job {created.id}", job_id=created.id)
-        with _timed(timings, "download"):
-            archive = client.download(created.id, job.workdir / "stems.zip", progress=_Throttled(job, "download"))
-        with _timed(timings, "extract"):
-            stems = self._extract(job, archive, count)
-        return self._result(created.id, count, stems, timings)
+        started = time.perf_counter()
+        created = await client.upload(
+            upload, count, cutoff=opts.cutoff, output=opts.output, progress=_Throttled(job, "upload"),
+            content_type=_MEDIA_TYPES.get(upload.suffix.lower(), "application/octet-stream"),
+        )  # fmt: skip
+        return Submission(created.id, _snapshot(created), {"upload": time.perf_counter() - started})
 
-    async def _aseparate(self, job: SeparationJob) -> RawResult:
+    async def _status(self, client: AsyncEzStemsClient, job: SeparationJob, job_id: str) -> JobSnapshot:
+        return _snapshot(await client.status(job_id))
+
+    def _outputs(self, job: SeparationJob, final: JobSnapshot) -> Sequence[Output]:
+        return [Output("archive", "stems.zip", "download.php", params={"id": final.job_id})]
+
+    def _unpack(self, job: SeparationJob, archive: Path) -> dict[str, Path]:
         count = self._count(job)
-        timings: dict[str, float] = {}
-        # One client per call: an httpx AsyncClient belongs to the event loop it first ran on.
-        async with AsyncEzStemsClient(**self._client_args(job.options)) as client:
-            job.progress("upload", 0.0, f"uploading {job.source.name} for {count} stems")
-            with _timed(timings, "upload"):
-                created = await client.upload(
-                    job.source.path, count, **self._upload_args(job), content_type=_media_type(job)
-                )
+        limits = ZipLimits.for_duration(job.source.duration, count)
+        return extract_stems(archive, job.workdir / "stems", SPLEETER_STEMS[count], limits=limits)
 
-            async def fetch() -> JobSnapshot:
-                return _snapshot(await client.status(created.id))
-
-            outcome = await apoll_job(
-                _snapshot(created),
-                fetch,
-                provider=self.name,
-                report=_reporter(job),
-                deadline=job.deadline,
-                policy=self._poll,
-            )
-            timings.update(queue=outcome.queued_seconds, process=outcome.processing_seconds)
-            job.progress("download", 0.0, f"downloading the stems of job {created.id}", job_id=created.id)
-            with _timed(timings, "download"):
-                archive = await client.download(
-                    created.id, job.workdir / "stems.zip", progress=_Throttled(job, "download")
-                )
-        with _timed(timings, "extract"):
-            stems = await anyio.to_thread.run_sync(self._extract, job, archive, count)
-        return self._result(created.id, count, stems, timings)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        super().close()
-
-
-def _reporter(job: SeparationJob) -> StageReporter:
-    def report(stage: str, fraction: float | None = None, message: str = "", **kw: Any) -> None:
-        job.progress(stage, fraction, message, **kw)
-
-    return report
-
-
-def _media_type(job: SeparationJob) -> str:
-    return _MEDIA_TYPES.get(job.source.path.suffix.lower(), "application/octet-stream")
-
-
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    """Adds the block's wall time to ``timings[name]``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+    def _result(
+        self, job: SeparationJob, outcome: PollOutcome, stems: dict[str, Path], mixture: Path | None,
+        timings: dict[str, float],
+    ) -> RawResult:  # fmt: skip
+        count = self._count(job)
+        return RawResult(
+            stems=stems, job_id=outcome.snapshot.job_id, model=f"spleeter:{count}stems", timings=timings,
+            extra={"stems": count},
+        )  # fmt: skip

@@ -28,11 +28,12 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
     code, said, kw = ctx.server_code, ctx.describe(), ctx.common()
     status = ctx.status_code
     if status == 400 and code in _LIMIT_CODES:
-        return ProviderLimitError(f"{said}. {_LIMIT_CODES[code]}.", **kw)
+        return ProviderLimitError(f"{said}; {_LIMIT_CODES[code]}", **kw)
     if status == 401:
         return AuthenticationError(
-            f"{said}. Set STEMSPLIT_API_KEY (or pass api_key=) to a valid key from "
-            "https://stemsplit.io/app/settings/api.",
+            f"{said}; set STEMSPLIT_API_KEY (or pass api_key=) to a valid key for {ctx.url.rsplit('/', 1)[0]} "
+            "(StemSplit's keys are at https://stemsplit.io/app/settings/api; `stemkit emulate stemsplit` prints "
+            "its emulator's key)",
             **kw,
         )
     if status == 402:
@@ -41,15 +42,15 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
         required, purchase = err.get("requiredSeconds"), err.get("purchaseUrl")
         where = f" at {purchase}" if isinstance(purchase, str) else ""
         return QuotaExceededError(
-            f"{said}. Buy more credits{where}"
+            f"{said}; buy more credits{where}"
             + (f" ({required} s needed)" if isinstance(required, int | float) else "")
-            + ", or use another provider.",
+            + ", or use another provider",
             required_seconds=float(required) if isinstance(required, int | float) else None,
             purchase_url=purchase if isinstance(purchase, str) else None,
             **kw,
         )
     if status == 403:
-        return PermissionDeniedError(f"{said}. The API key was revoked; create a new one.", **kw)
+        return PermissionDeniedError(f"{said}; the API key was revoked, create a new one", **kw)
     if status == 404 and code == "JOB_NOT_FOUND":
-        return ProviderError(f"{said}. Check the job id; jobs belong to the key that created them.", **kw)
+        return ProviderError(f"{said}; check the job id (jobs belong to the key that created them)", **kw)
     return None

@@ -5,43 +5,44 @@ Spec: ``stemsplit?quality=fast|balanced|best&format=mp3|wav|flac&base_url=...``;
 
 A local file is uploaded (presigned PUT, streamed from disk); an http(s) URL is passed as ``sourceUrl``; a
 YouTube URL becomes a ``/youtube-jobs`` job whose ``fullAudio`` is the StemSet's mixture. The requested stems
-pick the smallest ``outputType`` covering them; the core derives the rest.
+pick the smallest ``outputType`` covering them; the core derives the rest. The job's lifecycle (polling,
+downloads, limits, deadlines) is :class:`stemkit.hosted.HostedSeparator`'s, shared by every hosted provider.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
-import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from stemkit.errors import ConfigError, ProtocolError
+from stemkit.errors import ConfigError
 from stemkit.hosted import (
+    HostedSeparator,
     JobSnapshot,
+    Output,
     PollOutcome,
     PollPolicy,
-    PresignedURLRejected,
     RetryPolicy,
     Secret,
-    apoll_job,
-    poll_job,
+    Submission,
+    read_key,
+    require_outputs,
 )
 from stemkit.protocol import Capabilities
 from stemkit.provenance import Cost
-from stemkit.provider import RawResult, SeparationJob, SeparatorBase
-from stemkit_stemsplit._wire import OUTPUT_TYPES, Job, OutputFile
-from stemkit_stemsplit.client import AsyncStemSplitClient, StemSplitClient
+from stemkit.provider import RawResult, SeparationJob
+from stemkit_stemsplit._wire import OUTPUT_TYPES, Job
+from stemkit_stemsplit.client import ENV_API_KEY, NO_KEY, AsyncStemSplitClient, StemSplitClient
 
 __all__ = ["StemSplitOptions", "StemSplitSeparator"]
 
 _TYPE_FOR: dict[frozenset[str], str] = {frozenset(stems): name for name, stems in OUTPUT_TYPES.items()}
-_STATE = {"PENDING": "queued", "PROCESSING": "processing", "COMPLETED": "completed", "FAILED": "failed"}
+_STATE = {"PENDING": "queued", "PROCESSING": "processing", "COMPLETED": "completed", "FAILED": "failed",
+          "EXPIRED": "expired"}  # fmt: skip
 _MIXTURE_KEY = "fullAudio"
 
 
@@ -63,7 +64,7 @@ def snapshot(job: Job, *, created: bool = False) -> JobSnapshot:
     """
     return JobSnapshot(
         job_id=job.id,
-        state=_STATE.get(job.status, "expired"),  # type: ignore[arg-type]
+        state=_STATE[job.status],  # type: ignore[arg-type]
         fraction=job.progress / 100 if job.status == "PROCESSING" else None,
         eta_seconds=float(job.estimated_seconds) if created and job.estimated_seconds else None,
         message=job.error_message or f"job {job.id} {job.status.lower()} {job.progress}%",
@@ -71,13 +72,8 @@ def snapshot(job: Job, *, created: bool = False) -> JobSnapshot:
     )
 
 
-def _file_name(url: str, name: str, fmt: str) -> str:
-    suffix = Path(urlparse(url).path).suffix
-    return f"{name}{suffix or '.' + fmt}"
-
-
-class StemSplitSeparator(SeparatorBase):
-    """StemSplit (https://stemsplit.io) as a stemkit provider; sync and async on one httpx transport."""
+class StemSplitSeparator(HostedSeparator[AsyncStemSplitClient]):
+    """StemSplit (https://stemsplit.io) as a stemkit provider."""
 
     name = "stemsplit"
     Options = StemSplitOptions
@@ -95,10 +91,10 @@ class StemSplitSeparator(SeparatorBase):
         super().__init__(target, options)
         if target is not None:
             raise ConfigError(f"stemsplit takes no target (got {target!r}); use stemsplit?quality=best&format=flac")
-        key = api_key if api_key is not None else os.environ.get("STEMSPLIT_API_KEY")
-        self._key: Secret | None = (key if isinstance(key, Secret) else Secret(key)) if key else None
-        self._retry, self._poll, self._timeout = retry, poll, timeout
-        self._clients: dict[str, StemSplitClient] = {}
+        self._key = read_key(api_key, env=ENV_API_KEY, provider=self.name)
+        self._retry, self._timeout = retry, timeout
+        if poll is not None:
+            self.poll_policy = poll
 
     @property
     def capabilities(self) -> Capabilities:
@@ -120,169 +116,61 @@ class StemSplitSeparator(SeparatorBase):
             extra={"rate_limit_per_minute": 60},
         )
 
-    # -- clients ------------------------------------------------------------------------------------------
-    def _client_args(self, options: StemSplitOptions) -> dict[str, Any]:
-        if self._key is None:
-            raise ConfigError(
-                "stemsplit: no API key; set STEMSPLIT_API_KEY or pass api_key= "
-                "(get one at https://stemsplit.io/app/settings/api)"
-            )
-        return {"base_url": options.base_url, "retry": self._retry, "timeout": self._timeout}
-
     def client(self, options: StemSplitOptions | None = None) -> StemSplitClient:
-        """The separator's sync client (kept open until :meth:`close`), for the API's extras."""
+        """A blocking client with this separator's key and settings, for the API's extras (close it)."""
         opts = options or self.options
         assert isinstance(opts, StemSplitOptions)
-        args = self._client_args(opts)
-        key = opts.base_url or ""
-        if key not in self._clients:
-            self._clients[key] = StemSplitClient(self._key, **args)
-        return self._clients[key]
+        if self._key is None:
+            raise ConfigError(NO_KEY)
+        return StemSplitClient(self._key, base_url=opts.base_url, retry=self._retry, timeout=self._timeout)
 
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
-        super().close()
+    # -- the lifecycle's hooks ----------------------------------------------------------------------------
+    def _client(self, options: StemSplitOptions) -> AsyncStemSplitClient:
+        if self._key is None:
+            raise ConfigError(NO_KEY)
+        return AsyncStemSplitClient(self._key, base_url=options.base_url, retry=self._retry, timeout=self._timeout)
 
-    # -- sync ---------------------------------------------------------------------------------------------
-    def _separate(self, job: SeparationJob) -> RawResult:
+    def _transport(self, client: AsyncStemSplitClient) -> Any:
+        return client.transport
+
+    async def _submit(self, client: AsyncStemSplitClient, job: SeparationJob, upload: Path | None) -> Submission:
         opts: StemSplitOptions = job.options
-        client = self.client(opts)
+        src = job.source
+        common: dict[str, Any] = {
+            "output_type": _TYPE_FOR[frozenset(job.combination)],
+            "quality": opts.quality.upper(),
+            "output_format": opts.format.upper(),
+        }
         timings: dict[str, float] = {}
-        src, output_type = job.source, _TYPE_FOR[frozenset(job.combination)]
-        fetch: Callable[[], Job]
         if src.kind == "youtube":
-            created = client.create_youtube_job(
-                str(src.url), output_type=output_type, quality=opts.quality.upper(), output_format=opts.format.upper()
-            )
-            fetch = lambda: client.get_youtube_job(created.id)  # noqa: E731
+            created = await client.create_youtube_job(str(src.url), **common)
+        elif upload is None:
+            created = await client.create_job(source_url=str(src.url), **common)
         else:
-            if src.kind == "url":
-                created = client.create_job(
-                    source_url=str(src.url),
-                    output_type=output_type,
-                    quality=opts.quality.upper(),
-                    output_format=opts.format.upper(),
-                )
-            else:
-                started = time.perf_counter()
-                name = _upload_name(src.path, src.name)
-                job.progress("upload", 0.0, f"uploading {name}")
-                ticket = client.upload_file(src.path, filename=name, progress=_upload_progress(job))
-                timings["upload"] = time.perf_counter() - started
-                created = client.create_job(
-                    upload_key=ticket.upload_key,
-                    file_name=name,
-                    output_type=output_type,
-                    quality=opts.quality.upper(),
-                    output_format=opts.format.upper(),
-                )
-            fetch = lambda: client.get_job(created.id)  # noqa: E731
-        outcome = poll_job(
-            snapshot(created, created=True), lambda: snapshot(fetch()), provider=self.name, report=job.progress,
-            deadline=job.deadline, policy=self._poll,
-        )  # fmt: skip
-        started = time.perf_counter()
-        final: Job = outcome.snapshot.raw
-        outputs = dict(_outputs(final))
-        files: dict[str, Path] = {}
-        for attempt in (1, 2):
-            try:
-                for name, out in outputs.items():
-                    if name not in files:
-                        job.progress("download", len(files) / len(outputs), f"downloading {name}")
-                        files[name] = client.download(out.url, job.workdir / _file_name(out.url, name, opts.format))
-                break
-            except PresignedURLRejected:
-                if attempt == 2:
-                    raise
-                outputs = dict(_outputs(fetch()))  # the URLs expired: one more GET mints fresh ones
-        timings["download"] = time.perf_counter() - started
-        return self._result(job, final, files, outcome, timings)
-
-    # -- async --------------------------------------------------------------------------------------------
-    async def _aseparate(self, job: SeparationJob) -> RawResult:
-        opts: StemSplitOptions = job.options
-        args = self._client_args(opts)
-        timings: dict[str, float] = {}
-        src, output_type = job.source, _TYPE_FOR[frozenset(job.combination)]
-        async with AsyncStemSplitClient(self._key, **args) as client:
-            fetch: Callable[[], Awaitable[Job]]
-            if src.kind == "youtube":
-                created = await client.create_youtube_job(
-                    str(src.url),
-                    output_type=output_type,
-                    quality=opts.quality.upper(),
-                    output_format=opts.format.upper(),
-                )
-                fetch = lambda: client.get_youtube_job(created.id)  # noqa: E731
-            else:
-                if src.kind == "url":
-                    created = await client.create_job(
-                        source_url=str(src.url),
-                        output_type=output_type,
-                        quality=opts.quality.upper(),
-                        output_format=opts.format.upper(),
-                    )
-                else:
-                    started = time.perf_counter()
-                    path = await anyio.to_thread.run_sync(lambda: src.path)
-                    name = _upload_name(path, src.name)
-                    job.progress("upload", 0.0, f"uploading {name}")
-                    ticket = await client.upload_file(path, filename=name, progress=_upload_progress(job))
-                    timings["upload"] = time.perf_counter() - started
-                    created = await client.create_job(
-                        upload_key=ticket.upload_key,
-                        file_name=name,
-                        output_type=output_type,
-                        quality=opts.quality.upper(),
-                        output_format=opts.format.upper(),
-                    )
-                fetch = lambda: client.get_job(created.id)  # noqa: E731
-
-            async def fetch_snapshot() -> JobSnapshot:
-                return snapshot(await fetch())
-
-            outcome = await apoll_job(
-                snapshot(created, created=True), fetch_snapshot, provider=self.name, report=job.progress,
-                deadline=job.deadline, policy=self._poll,
-            )  # fmt: skip
             started = time.perf_counter()
-            final: Job = outcome.snapshot.raw
-            outputs = dict(_outputs(final))
-            files: dict[str, Path] = {}
+            name = _upload_name(upload, src.name)
+            job.progress("upload", 0.0, f"uploading {name}")
+            ticket = await client.upload_file(upload, filename=name, progress=_upload_progress(job))
+            timings["upload"] = time.perf_counter() - started
+            created = await client.create_job(upload_key=ticket.upload_key, file_name=name, **common)
+        return Submission(created.id, snapshot(created, created=True), timings)
 
-            async def get(name: str, out: OutputFile) -> None:
-                files[name] = await client.download(out.url, job.workdir / _file_name(out.url, name, opts.format))
-                job.progress("download", len(files) / len(outputs), f"downloaded {name}")
+    async def _status(self, client: AsyncStemSplitClient, job: SeparationJob, job_id: str) -> JobSnapshot:
+        get = client.get_youtube_job if job.source.kind == "youtube" else client.get_job
+        return snapshot(await get(job_id))
 
-            for attempt in (1, 2):
-                try:
-                    async with anyio.create_task_group() as tg:
-                        for name, out in outputs.items():
-                            if name not in files:
-                                tg.start_soon(get, name, out)
-                    break
-                except* PresignedURLRejected as group:
-                    if attempt == 2:
-                        raise group.exceptions[0] from None
-                    outputs = dict(_outputs(await fetch()))
-            timings["download"] = time.perf_counter() - started
-        return self._result(job, final, files, outcome, timings)
+    def _outputs(self, job: SeparationJob, final: JobSnapshot) -> Sequence[Output]:
+        done: Job = final.raw
+        outputs = require_outputs(done.outputs, job_id=done.id, provider=self.name)
+        return [
+            Output("mixture" if key == _MIXTURE_KEY else "stem", key, out.url) for key, out in outputs.items()
+        ]
 
-    # -- shared -------------------------------------------------------------------------------------------
     def _result(
-        self, job: SeparationJob, final: Job, files: dict[str, Path], outcome: PollOutcome, timings: dict[str, float]
-    ) -> RawResult:
-        timings["queue"], timings["process"] = outcome.queued_seconds, outcome.processing_seconds
-        mixture = files.pop(_MIXTURE_KEY, None)
-        stems = {name: path for name, path in files.items() if name in job.combination}
-        missing = [s for s in job.combination if s not in stems]
-        if missing:
-            raise ProtocolError(
-                f"stemsplit job {final.id} completed without the output(s) {', '.join(missing)}", provider=self.name
-            )
+        self, job: SeparationJob, outcome: PollOutcome, stems: dict[str, Path], mixture: Path | None,
+        timings: dict[str, float],
+    ) -> RawResult:  # fmt: skip
+        final: Job = outcome.snapshot.raw
         meta = final.audio_metadata
         analysis = {k: v for k, v in (("bpm", meta.bpm), ("key", meta.key)) if v is not None} if meta else {}
         extra: dict[str, Any] = {"output_type": _TYPE_FOR[frozenset(job.combination)], "polls": outcome.polls}
@@ -300,12 +188,6 @@ class StemSplitSeparator(SeparatorBase):
             mixture=mixture,
             extra=extra,
         )
-
-
-def _outputs(job: Job) -> Mapping[str, OutputFile]:
-    if not job.outputs:
-        raise ProtocolError(f"stemsplit job {job.id} is COMPLETED but lists no outputs", provider="stemsplit")
-    return job.outputs
 
 
 def _upload_name(path: Path, name: str) -> str:
