@@ -53,6 +53,7 @@ class _Job:
     fmt: str
     template: str
     progress: ProgressCallback | None
+    timeout: float | None
 
 
 async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLimiter) -> BatchItem:
@@ -62,7 +63,8 @@ async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLi
         result: StemSet | None = None
         try:
             with error_boundary():
-                result = await job.separator.aseparate(item, stems=job.stems, progress=job.progress)
+                extra = {} if job.timeout is None else {"timeout": job.timeout}
+                result = await job.separator.aseparate(item, stems=job.stems, progress=job.progress, **extra)
                 paths: dict[str, Path] = {}
                 out = job.output_dir
                 if out is not None:
@@ -108,12 +110,14 @@ async def aseparate_many(
     format: str = "wav",
     template: str = "{input}/{stem}.{ext}",
     progress: ProgressCallback | None = None,
+    timeout: float | None = None,
 ) -> AsyncIterator[BatchItem]:
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
 
     The one implementation of a batch (:func:`separate_many` runs it). A problem with the request as a whole
     (a bad provider spec, format, template or concurrency) is raised before any separation starts; after
-    that, each input's failure is its own item's ``error`` and the batch goes on.
+    that, each input's failure is its own item's ``error`` and the batch goes on. ``timeout`` bounds each
+    input's separation (seconds; hosted providers have a default).
     """
     with error_boundary():
         prepared = await anyio.to_thread.run_sync(
@@ -123,7 +127,7 @@ async def aseparate_many(
         separator = load(provider)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
-        job = _Job(separator, requested, out, format, template, progress)
+        job = _Job(separator, requested, out, format, template, progress, timeout)
         limiter = anyio.CapacityLimiter(concurrency)
         send, receive = anyio.create_memory_object_stream[BatchItem](max(len(items), 1))
         async with anyio.create_task_group() as group:
@@ -151,6 +155,7 @@ def separate_many(
     format: str = "wav",
     template: str = "{input}/{stem}.{ext}",
     progress: ProgressCallback | None = None,
+    timeout: float | None = None,
 ) -> Iterator[BatchItem]:
     """Separate many inputs (files, folders of audio files, URLs), yielding each outcome as it finishes.
 
@@ -161,6 +166,6 @@ def separate_many(
     return iterate_sync(
         lambda: aseparate_many(
             inputs, provider, stems=stems, concurrency=concurrency, output_dir=output_dir, format=format,
-            template=template, progress=progress,
+            template=template, progress=progress, timeout=timeout,
         )
     )  # fmt: skip

@@ -132,6 +132,11 @@ class _DeadlinePassed(Exception):
     """Raised by :meth:`SeparationJob.check_deadline`; the base class turns it into SeparationTimeout."""
 
 
+def _seconds(value: float) -> str:
+    """A duration for a message: 0.5, 12, 1800 — not 0.499999 or 1.8e+03."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def limit_violation(caps: Capabilities, source: AudioSource) -> tuple[str, str, str] | None:
     """The first of a provider's stated limits a local input breaks, as (code, what, advice), or None.
 
@@ -315,7 +320,7 @@ class SeparatorBase(abc.ABC):
 
     def _timed_out(self, job: SeparationJob | None, timeout: float | None) -> SeparationTimeout:
         name = job.source.name if job is not None else "the input"
-        limit = f"{timeout:g} s" if timeout is not None else "its deadline"
+        limit = f"{_seconds(timeout)} s" if timeout is not None else "its deadline"
         message = f"{name} was not separated within {limit}"
         job_id = job.job_id if job is not None else None
         if job_id is not None:

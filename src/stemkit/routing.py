@@ -347,7 +347,8 @@ class Chain:
         started = time.monotonic()
         attempts: list[Attempt] = []
         for member in self.members:
-            reason, limit = self._next(member, source, requested, started, deadline)
+            # Judging limits may probe or stat the input (an array becomes a temporary file): not on the loop.
+            reason, limit = await anyio.to_thread.run_sync(self._next, member, source, requested, started, deadline)
             if reason is not None:
                 attempts.append(Attempt(member.spec, "skipped", 0.0, reason=reason))
                 continue

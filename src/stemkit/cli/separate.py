@@ -36,6 +36,10 @@ def separate_command(
         "{input}/{stem}.{ext}", "--template", help="File name template: {input} {stem} {ext} {provider}."
     ),
     jobs: int = typer.Option(1, "-j", "--jobs", help="How many inputs to separate at once."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", metavar="SECONDS",
+        help="Give up on an input after this many seconds (hosted providers default to 30 min + 2x its length).",
+    ),
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed."""
     from stemkit.batch import separate_many
@@ -46,7 +50,7 @@ def separate_command(
     with bar if bar is not None else _Quiet():
         outcomes = separate_many(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
-            progress=_reporter(bar),
+            progress=_reporter(bar), timeout=timeout,
         )
         for item in outcomes:
             if item.error is not None:

@@ -25,6 +25,7 @@ from stemkit.errors import ConfigError
 from stemkit.hosted import (
     HostedSeparator,
     JobSnapshot,
+    Limits,
     Output,
     PollOutcome,
     PollPolicy,
@@ -123,12 +124,13 @@ class EzStemsSeparator(HostedSeparator[AsyncEzStemsClient]):
         api_key: str | Secret | None = None,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if target is not None:
             raise ConfigError(f"ezstems: takes no target (got {target!r}); use ezstems?stems=4")
         super().__init__(target, options)
         self._key = read_key(api_key, env=ENV_API_KEY, provider=self.name)
-        self._retry = retry
+        self._retry, self._limits = retry, limits
         if poll is not None:
             self.poll_policy = poll
 
@@ -159,7 +161,7 @@ class EzStemsSeparator(HostedSeparator[AsyncEzStemsClient]):
 
     # -- the lifecycle's hooks ----------------------------------------------------------------------------
     def _client(self, options: EzStemsOptions) -> AsyncEzStemsClient:
-        return AsyncEzStemsClient(self._key, base_url=options.base_url, retry=self._retry)
+        return AsyncEzStemsClient(self._key, base_url=options.base_url, retry=self._retry, limits=self._limits)
 
     def _transport(self, client: AsyncEzStemsClient) -> Any:
         return client.transport

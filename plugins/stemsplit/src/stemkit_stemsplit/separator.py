@@ -23,6 +23,7 @@ from stemkit.errors import ConfigError
 from stemkit.hosted import (
     HostedSeparator,
     JobSnapshot,
+    Limits,
     Output,
     PollOutcome,
     PollPolicy,
@@ -87,12 +88,13 @@ class StemSplitSeparator(HostedSeparator[AsyncStemSplitClient]):
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         timeout: httpx.Timeout | float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         super().__init__(target, options)
         if target is not None:
             raise ConfigError(f"stemsplit takes no target (got {target!r}); use stemsplit?quality=best&format=flac")
         self._key = read_key(api_key, env=ENV_API_KEY, provider=self.name)
-        self._retry, self._timeout = retry, timeout
+        self._retry, self._timeout, self._limits = retry, timeout, limits
         if poll is not None:
             self.poll_policy = poll
 
@@ -128,7 +130,9 @@ class StemSplitSeparator(HostedSeparator[AsyncStemSplitClient]):
     def _client(self, options: StemSplitOptions) -> AsyncStemSplitClient:
         if self._key is None:
             raise ConfigError(NO_KEY)
-        return AsyncStemSplitClient(self._key, base_url=options.base_url, retry=self._retry, timeout=self._timeout)
+        return AsyncStemSplitClient(
+            self._key, base_url=options.base_url, retry=self._retry, timeout=self._timeout, limits=self._limits
+        )
 
     def _transport(self, client: AsyncStemSplitClient) -> Any:
         return client.transport
