@@ -27,10 +27,21 @@ import anyio
 import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-__all__ = ["AsyncClosable", "SyncFacade", "blocking", "blocking_iter", "iterate_sync", "run_sync"]
+__all__ = [
+    "AsyncClosable",
+    "SyncFacade",
+    "blocking",
+    "blocking_iter",
+    "iterate_sync",
+    "run_sync",
+    "sync_function",
+    "sync_iterator",
+    "sync_method",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class AsyncClosable(Protocol):
@@ -88,6 +99,47 @@ def iterate_sync(make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
                 wanted.release()
         finally:
             wanted.release()  # a pump still waiting for the consumer is let go
+
+
+def _derived(wrapper: Callable[..., Any], fn: Callable[..., Any], doc: str) -> None:
+    functools.update_wrapper(wrapper, fn)  # the signature (inspect follows __wrapped__) is the async one's
+    wrapper.__name__ = wrapper.__qualname__ = fn.__name__.removeprefix("a")
+    wrapper.__doc__ = doc
+
+
+def sync_function(fn: Callable[P, Awaitable[T]], doc: str) -> Callable[P, T]:
+    """The blocking flavour of the async function ``fn`` (same arguments), documented by ``doc``."""
+
+    def function(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(fn, *args, **kwargs)
+
+    _derived(function, fn, doc)
+    return function
+
+
+def sync_iterator(fn: Callable[P, AsyncIterator[T]], doc: str) -> Callable[P, Iterator[T]]:
+    """The blocking flavour of the async generator function ``fn``: a function returning a sync iterator."""
+
+    def function(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return iterate_sync(functools.partial(fn, *args, **kwargs))
+
+    _derived(function, fn, doc)
+    return function
+
+
+def sync_method(fn: Callable[Concatenate[S, P], Awaitable[T]], doc: str) -> Callable[Concatenate[S, P], T]:
+    """The blocking flavour of the async method ``fn``, for a class body: ``separate = sync_method(aseparate)``.
+
+    It calls the instance's own method of that name, so a subclass that overrides the async method changes
+    both flavours.
+    """
+    name = fn.__name__
+
+    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(getattr(self, name), *args, **kwargs)  # type: ignore[no-any-return]
+
+    _derived(method, fn, doc)
+    return method
 
 
 class SyncFacade(Generic[A]):

@@ -9,7 +9,7 @@ import anyio
 import anyio.to_thread
 
 from stemkit._boundary import error_boundary
-from stemkit._portal import run_sync
+from stemkit._portal import sync_function
 from stemkit.config import ProviderSpec, default_chain, parse_chain
 from stemkit.errors import ConfigError, ProviderError
 from stemkit.protocol import ProgressCallback, Separator
@@ -57,25 +57,6 @@ def load(spec: ProviderArg = None, **kwargs: Any) -> Separator:
         return Chain.from_specs(specs, **kwargs)
 
 
-def separate(
-    audio: Any,
-    provider: ProviderArg = None,
-    *,
-    stems: Iterable[str] | str | None = None,
-    progress: ProgressCallback | None = None,
-    api_key: str | None = None,
-    **options: Any,
-) -> StemSet:
-    """Separate ``audio`` (a path, URL, bytes, file object, or an array with ``sample_rate=``) into stems.
-
-    ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
-    (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
-    array input, ``timeout=`` for a deadline in seconds). Only :class:`~stemkit.errors.StemkitError` errors
-    are raised.
-    """
-    return run_sync(aseparate, audio, provider, stems=stems, progress=progress, api_key=api_key, **options)
-
-
 async def aseparate(
     audio: Any,
     provider: ProviderArg = None,
@@ -85,8 +66,8 @@ async def aseparate(
     api_key: str | None = None,
     **options: Any,
 ) -> StemSet:
-    """Async :func:`separate` (the one implementation of both): hosted providers use the async transport,
-    local ones a worker thread."""
+    """Separate ``audio`` into stems without blocking the event loop (the one implementation of both flavours:
+    :func:`separate` runs it). Hosted providers use the async transport, local ones a worker thread."""
     with error_boundary():
         if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
             return await provider.aseparate(audio, stems=stems, progress=progress, **options)
@@ -96,6 +77,18 @@ async def aseparate(
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(separator.close)
+
+
+separate = sync_function(
+    aseparate,
+    """Separate ``audio`` (a path, URL, bytes, file object, or an array with ``sample_rate=``) into stems.
+
+    ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
+    (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
+    array input, ``timeout=`` for a deadline in seconds). Only :class:`~stemkit.errors.StemkitError` errors
+    are raised. This is :func:`aseparate`, run to completion from synchronous code.
+    """,
+)
 
 
 def _key(api_key: str | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ local ones run in worker threads."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 
 from stemkit._boundary import error_boundary
-from stemkit._portal import iterate_sync
+from stemkit._portal import sync_iterator
 from stemkit.api import ProviderArg, load
 from stemkit.audio import write_format
 from stemkit.errors import ConfigError, StemkitError
@@ -145,27 +145,12 @@ async def aseparate_many(
                 await anyio.to_thread.run_sync(separator.close)
 
 
-def separate_many(
-    inputs: Iterable[str | Path] | str | Path,
-    provider: ProviderArg = None,
-    *,
-    stems: Iterable[str] | str | None = None,
-    concurrency: int = 4,
-    output_dir: str | Path | None = None,
-    format: str = "wav",
-    template: str = "{input}/{stem}.{ext}",
-    progress: ProgressCallback | None = None,
-    timeout: float | None = None,
-) -> Iterator[BatchItem]:
+separate_many = sync_iterator(
+    aseparate_many,
     """Separate many inputs (files, folders of audio files, URLs), yielding each outcome as it finishes.
 
     One bad file yields a BatchItem with its ``error`` and the rest go on. With ``output_dir``, stems are
     written under it (``{input}/{stem}.{ext}`` by default: one subfolder per input, never overwriting).
-    This is :func:`aseparate_many`, run to completion from synchronous code.
-    """
-    return iterate_sync(
-        lambda: aseparate_many(
-            inputs, provider, stems=stems, concurrency=concurrency, output_dir=output_dir, format=format,
-            template=template, progress=progress, timeout=timeout,
-        )
-    )  # fmt: skip
+    This is :func:`aseparate_many`, run from synchronous code.
+    """,
+)

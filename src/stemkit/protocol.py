@@ -107,6 +107,7 @@ class Separator(Protocol):
     def separate(
         self,
         audio: Any,
+        /,
         *,
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,
@@ -116,6 +117,7 @@ class Separator(Protocol):
     async def aseparate(
         self,
         audio: Any,
+        /,
         *,
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,

@@ -30,7 +30,7 @@ import soundfile as sf
 from pydantic import BaseModel, ConfigDict
 
 from stemkit._boundary import error_boundary
-from stemkit._portal import run_sync
+from stemkit._portal import sync_method
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
 from stemkit.config import ProviderSpec, redact, validate_options
 from stemkit.errors import ConfigError, InputError, ProtocolError, ProviderLimitError, SeparationTimeout, StemkitError
@@ -251,28 +251,10 @@ class SeparatorBase(abc.ABC):
             )
 
     # -- public face ------------------------------------------------------------------------------------
-    def separate(
-        self,
-        audio: Any,
-        *,
-        stems: Iterable[str] | str | None = None,
-        progress: ProgressCallback | None = None,
-        sample_rate: int | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> StemSet:
-        """Separate ``audio`` into ``stems`` (default: the provider's default set) as a normalized StemSet.
-
-        ``timeout`` (seconds) bounds the whole call; without it, :meth:`default_timeout` applies (hosted
-        providers have one). Only :class:`~stemkit.errors.StemkitError` errors are raised.
-        """
-        return run_sync(
-            self.aseparate, audio, stems=stems, progress=progress, sample_rate=sample_rate, timeout=timeout, **options
-        )
-
     async def aseparate(
         self,
         audio: Any,
+        /,
         *,
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,
@@ -280,7 +262,12 @@ class SeparatorBase(abc.ABC):
         timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
-        """Like :meth:`separate`, without blocking the event loop (the one implementation of both)."""
+        """Separate ``audio`` into ``stems`` as a normalized StemSet, without blocking the event loop.
+
+        The one implementation of both flavours (:meth:`separate` runs it): prepare the input off the loop,
+        run the provider's work under the deadline (``timeout`` seconds, else :meth:`default_timeout`),
+        normalize and derive the stems — all behind one error boundary.
+        """
         started = time.perf_counter()
         with error_boundary(self._label):
             if timeout is not None and not timeout >= 0:
@@ -307,6 +294,16 @@ class SeparatorBase(abc.ABC):
         assert job is not None
         job.progress("done", 1.0)
         return result
+
+    separate = sync_method(
+        aseparate,
+        """Separate ``audio`` into ``stems`` (default: the provider's default set) as a normalized StemSet.
+
+        ``timeout`` (seconds) bounds the whole call; without it, :meth:`default_timeout` applies (hosted
+        providers have one). Only :class:`~stemkit.errors.StemkitError` errors are raised. This is
+        :meth:`aseparate`, run to completion from synchronous code.
+        """,
+    )
 
     async def _work(self, job: SeparationJob, plan: Plan, workdir: _Workdir, started: float) -> StemSet:
         """The provider's work and the normalization of its result; the job's folder goes if either fails."""

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 
 from stemkit._boundary import error_boundary
-from stemkit._portal import run_sync
+from stemkit._portal import sync_method
 from stemkit.audio import AudioSource, open_source
 from stemkit.config import ProviderSpec
 from stemkit.errors import (
@@ -301,24 +301,10 @@ class Chain:
     def _moves_on(exc: BaseException) -> bool:
         return isinstance(exc, ProviderError | AllProvidersFailedError) and not isinstance(exc, InputError)
 
-    def separate(
-        self,
-        audio: Any,
-        *,
-        stems: Iterable[str] | str | None = None,
-        progress: ProgressCallback | None = None,
-        sample_rate: int | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> StemSet:
-        """Try each member in order. ``timeout`` bounds this whole call (default: the chain's ``deadline``)."""
-        return run_sync(
-            self.aseparate, audio, stems=stems, progress=progress, sample_rate=sample_rate, timeout=timeout, **options
-        )
-
     async def aseparate(
         self,
         audio: Any,
+        /,
         *,
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,
@@ -326,7 +312,7 @@ class Chain:
         timeout: float | None = None,
         **options: Any,
     ) -> StemSet:
-        """Async :meth:`separate` (the one implementation of both)."""
+        """Try each member in order, without blocking the event loop (the one implementation of both flavours)."""
         with error_boundary("chain"):
             deadline = self.deadline if timeout is None else timeout
             source, requested = await anyio.to_thread.run_sync(self._begin, audio, stems, sample_rate, options)
@@ -339,6 +325,11 @@ class Chain:
             # The StemSet may still derive stems from the shared source: it is released with the result.
             result.add_cleanup(source.close)
             return result
+
+    separate = sync_method(
+        aseparate,
+        """Try each member in order. ``timeout`` bounds this whole call (default: the chain's ``deadline``).""",
+    )
 
     async def _run(
         self, audio: Any, source: AudioSource, requested: tuple[str, ...] | None, progress: ProgressCallback | None,
