@@ -1,20 +1,19 @@
 """Input handling: whatever the caller hands us becomes an AudioSource that can be probed, hashed, read,
-resampled, and handed to a hosted API as a file — plus the two primitives every provider needs on the way
-out: normalizing an array to the input's shape, and writing a file atomically.
+resampled, and handed to a hosted API as a file — plus the primitives every provider needs on the way out:
+normalizing an array to the input's shape, refusing non-finite audio, and writing a file atomically (the
+writer lives in :mod:`stemkit._atomic`, the output checks in :mod:`stemkit.output`; both are re-exported).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
-import uuid
-import warnings
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -24,17 +23,21 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from stemkit.errors import ConfigError, InputError
+from stemkit._atomic import write_audio_atomic, write_blocks_atomic
+from stemkit.errors import ConfigError, InputError, ProviderError
+from stemkit.output import output_format as write_format
 
 __all__ = [
     "AV_EXTRA_HINT",
     "AudioSource",
     "FloatArray",
+    "check_finite_stem",
     "normalize_audio",
     "open_source",
     "resample",
     "write_audio_atomic",
     "write_blocks_atomic",
+    "write_format",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -317,6 +320,70 @@ def _check_finite(array: FloatArray, name: str) -> None:
         raise InputError(f"{name}: contains {bad} NaN or infinite sample(s); clean the audio before separating it")
 
 
+#: Sample encodings that cannot represent NaN or infinity: a file in one of them needs no finiteness scan.
+_INTEGER_SUBTYPES = re.compile(r"^(PCM_|ALAC_|DPCM_|DWVW_|ULAW$|ALAW$)")
+
+
+def check_finite_stem(
+    audio: npt.NDArray[Any] | Path,
+    *,
+    stem: str,
+    provider: str,
+    error: Callable[..., ProviderError] = ProviderError,
+    blocksize: int = 1 << 16,
+) -> None:
+    """Refuse a provider's stem that holds NaN or infinite samples: such audio is never handed on or saved.
+
+    ``error`` is the class to raise (:class:`~stemkit.errors.ProtocolError` for a hosted provider's answer,
+    :class:`~stemkit.errors.ProviderError` for a local one), so a fallback chain moves on. A file is read
+    block by block (memory stays bounded whatever its length) and not at all when its sample encoding is an
+    integer one (PCM WAV, FLAC…), which cannot hold a non-finite value; an array is scanned in blocks too, so
+    the check never allocates a mask the size of the stem.
+    """
+    if isinstance(audio, Path):
+        bad, where = _count_non_finite_file(audio, stem, provider, error, blocksize), f" ({audio.name})"
+    else:
+        data = np.asarray(audio)
+        data = data.reshape(1, -1) if data.ndim < 2 else data.reshape(-1, data.shape[-1])
+        bad, where = _count_non_finite(data[:, s : s + blocksize] for s in range(0, data.shape[-1], blocksize)), ""
+    if bad:
+        raise error(
+            f"stem {stem!r}{where} has {bad} NaN or infinite sample(s), which is not usable audio; "
+            "nothing is kept — use another provider, or report it to the provider",
+            provider=provider,
+        )
+
+
+def _count_non_finite(blocks: Iterator[npt.NDArray[Any]]) -> int:
+    bad = 0
+    for block in blocks:
+        if np.issubdtype(block.dtype, np.inexact):
+            finite = np.isfinite(block)
+            bad += int(finite.size - np.count_nonzero(finite))
+    return bad
+
+
+def _count_non_finite_file(
+    path: Path, stem: str, provider: str, error: Callable[..., ProviderError], blocksize: int
+) -> int:
+    try:
+        with sf.SoundFile(path) as fh:
+            if _INTEGER_SUBTYPES.match(str(fh.subtype)):
+                return 0
+            return _count_non_finite(_read_blocks(fh, blocksize))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise error(f"stem {stem!r} ({path.name}) could not be decoded: {_short(exc)}", provider=provider) from exc
+
+
+def _read_blocks(fh: sf.SoundFile, blocksize: int) -> Iterator[FloatArray]:
+    """An open sound file's frames as (frames, channels) float32 blocks, until the end."""
+    while True:
+        block = fh.read(blocksize, dtype="float32", always_2d=True)
+        if not len(block):
+            return
+        yield block
+
+
 def _av_available() -> bool:
     try:
         import av  # noqa: F401
@@ -487,52 +554,3 @@ def normalize_audio(
     elif frames < to_frames:
         out = np.pad(out, ((0, 0), (0, to_frames - frames)))
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def write_format(fmt: str) -> tuple[str, str]:
-    """soundfile's (format, subtype) for one of stemkit's output formats."""
-    try:
-        return _WRITE_FORMATS[fmt.lower().lstrip(".")]
-    except KeyError:
-        raise ConfigError(f"format: {fmt!r} is not supported; use one of {', '.join(_WRITE_FORMATS)}") from None
-
-
-def write_audio_atomic(path: Path, array: FloatArray, sample_rate: int, fmt: str = "wav") -> Path:
-    """Write (channels, frames) audio to ``path`` via a temporary name in the same folder, then rename,
-    so a reader never sees a half-written file and a failure leaves nothing behind."""
-    return write_blocks_atomic(path, [array], sample_rate, array.shape[0], fmt)
-
-
-def write_blocks_atomic(
-    path: Path, blocks: Iterable[FloatArray], sample_rate: int, channels: int, fmt: str = "wav"
-) -> Path:
-    """Write audio that arrives as (channels, n) blocks atomically (temporary name, then rename), one block
-    in memory at a time, so a long file-backed stem (a streamed local run) is never loaded whole."""
-    major, subtype = write_format(fmt)
-    if major == "MP3" and sample_rate > _MP3_MAX_RATE:
-        raise ConfigError(
-            f"format: mp3 supports sample rates up to {_MP3_MAX_RATE} Hz, not {sample_rate}; use wav or flac"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    warned = False
-    try:
-        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=major, subtype=subtype) as fh:
-            for block in blocks:
-                data = np.ascontiguousarray(block.T)
-                if major != "WAV" and not warned and data.size:
-                    peak = float(np.max(np.abs(data)))
-                    if peak > 1.0:
-                        warned = True
-                        warnings.warn(
-                            f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
-                            "use format='wav' (float) to keep it",
-                            stacklevel=4,
-                        )
-                fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return path

@@ -37,9 +37,19 @@ def separate_command(
     ),
     jobs: int = typer.Option(1, "-j", "--jobs", help="How many inputs to separate at once."),
 ) -> int:
-    """Separate each input into stems under the output folder; exit 1 if any input failed."""
-    from stemkit.batch import separate_many
+    """Separate each input into stems under the output folder; exit 1 if any input failed.
 
+    Where and how the stems will be written is checked first: a template typo or an unwritable folder is
+    exit 2 before anything is separated (or billed).
+    """
+    from stemkit.batch import separate_many
+    from stemkit.inputs import expand_inputs, output_names
+    from stemkit.output import check_output
+    from stemkit.stems import normalize_request
+
+    check_output(
+        output, fmt, template, stems=normalize_request(stems), inputs=output_names(expand_inputs(inputs))
+    )
     bar = _bar()
     rows: list[tuple[str, str, str, str]] = []
     failures = 0
