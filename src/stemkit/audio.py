@@ -29,9 +29,12 @@ from stemkit.output import output_format as write_format
 
 __all__ = [
     "AV_EXTRA_HINT",
+    "DEFAULT_MAX_INPUT_BYTES",
+    "MAX_INPUT_BYTES_ENV",
     "AudioSource",
     "FloatArray",
     "check_finite_stem",
+    "max_input_bytes",
     "normalize_audio",
     "open_source",
     "resample",
@@ -49,8 +52,12 @@ AV_EXTRA_HINT = 'install the optional decoder with: pip install "stemkit[av]"'
 MAX_CHANNELS = 2
 MIN_FRAMES = 2
 _YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"})
-_WRITE_FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24"), "mp3": ("MP3", "MPEG_LAYER_III")}
-_MP3_MAX_RATE = 48_000
+#: Environment variable that sets how many bytes a file-object input may hold (it is copied to a temporary file).
+MAX_INPUT_BYTES_ENV = "STEMKIT_MAX_INPUT_BYTES"
+#: 4 GiB: a WAV file's own limit, about 6 hours of 16-bit stereo at 44.1 kHz.
+DEFAULT_MAX_INPUT_BYTES = 4 * 1024**3
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 @dataclass(frozen=True)
@@ -473,22 +480,67 @@ def _from_path(path: Path) -> AudioSource:
     return source
 
 
+def max_input_bytes() -> int:
+    """How many bytes a file-object input may hold: ``$STEMKIT_MAX_INPUT_BYTES`` (a number of bytes, or with a
+    unit: ``500M``, ``8G``), else :data:`DEFAULT_MAX_INPUT_BYTES`."""
+    raw = os.environ.get(MAX_INPUT_BYTES_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_INPUT_BYTES
+    match = _SIZE.match(raw)
+    if match is None or int(match[1]) <= 0:
+        raise ConfigError(
+            f"{MAX_INPUT_BYTES_ENV}={raw!r} is not a positive size; give bytes, or a number with K, M, G or T"
+        )
+    return int(match[1]) * _SIZE_UNITS[(match[2] or "")[:1].lower()]
+
+
+def _describe_size(size: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
 def _from_filelike(handle: BinaryIO) -> AudioSource:
+    """Copy a file object to a temporary file (decoders and uploads need a real file), reading at most
+    :func:`max_input_bytes`: an endless stream must not fill the disk."""
     name = str(getattr(handle, "name", "<file object>"))
     suffix = Path(name).suffix.lower() if not name.startswith("<") else ""
+    limit = max_input_bytes()
     tmpdir = Path(tempfile.mkdtemp(prefix="stemkit-input-"))
     target = tmpdir / f"input{suffix or '.bin'}"
     try:
+        first: object = handle.read(0)
+        if isinstance(first, str):
+            raise InputError(f"{name}: is opened in text mode; open it with 'rb'")
+        size = 0
         with target.open("wb") as out:
-            first: object = handle.read(0)
-            if isinstance(first, str):
-                raise InputError(f"{name}: is opened in text mode; open it with 'rb'")
-            shutil.copyfileobj(handle, out, 1 << 20)
-        if target.stat().st_size == 0:
+            while True:
+                try:
+                    chunk = handle.read(min(1 << 20, limit + 1 - size))
+                except OSError as exc:
+                    raise InputError(f"{name}: could not be read ({exc.strerror or exc})") from exc
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise InputError(
+                        f"{name}: the file object holds more than {_describe_size(limit)}, stemkit's limit for "
+                        f"file-object input; pass the file's path instead, or raise the limit with "
+                        f"{MAX_INPUT_BYTES_ENV} (e.g. {MAX_INPUT_BYTES_ENV}=8G)"
+                    )
+                out.write(chunk)
+        if size == 0:
             raise InputError(f"{name}: the audio is empty (0 bytes)")
         source = AudioSource("bytes", path=target, name=name)
         source._adopt_tempdir(tmpdir)
         _ = source.info
+    except OSError as exc:  # writing the temporary copy: the temporary folder is full or unusable
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise ConfigError(
+            f"{name}: could not be copied to a temporary file in {tmpdir.parent} ({exc.strerror or exc}); "
+            "free some space there, or point TMPDIR at a folder with room"
+        ) from exc
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
@@ -519,6 +571,12 @@ def _from_array(array: npt.NDArray[Any], sample_rate: int | None) -> AudioSource
     out: FloatArray = np.ascontiguousarray(floats, dtype=np.float32)
     _check_shape(out.shape[0], out.shape[1], "<array>")
     _check_finite(out, "<array>")
+    # The caller's array stays the caller's: never frozen, never written, and later changes to it do not
+    # reach the result (stems are computed lazily, so a view would see them). A conversion (another dtype,
+    # a non-contiguous layout) is a copy already; only a float32 C-contiguous array is copied here.
+    if np.may_share_memory(out, array):
+        out = out.copy()
+    out.setflags(write=False)  # our copy: read-only, so no provider can change what the next one sees
     return AudioSource("array", array=out, sample_rate=int(sample_rate), name="<array>")
 
 
