@@ -79,7 +79,7 @@ def test_dsp_refuses_a_target() -> None:
 @settings(max_examples=15, deadline=None)
 @given(exponent=st.integers(0, 38), channels=st.integers(1, 2), seed=st.integers(0, 1000))
 def test_a_loud_finite_input_gives_finite_stems_that_still_sum_to_it(exponent: int, channels: int, seed: int) -> None:
-    """Up to float32's largest values: power spectra of a peak >= 1e15 used to overflow into NaN stems."""
+    """Up to float32's largest values: power spectra of a peak of ~1e18 used to overflow into NaN stems."""
     noise = np.random.default_rng(seed).standard_normal((channels, 8_000))
     peak = min(10.0**exponent, 3.0e38)
     audio = (noise / np.abs(noise).max() * peak).astype(np.float32)

@@ -44,10 +44,11 @@ def emulate_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for faults given as a rate."),
 ) -> int:
-    """Serve NAME's emulator until Ctrl-C, SIGTERM or SIGHUP; the first stdout line is its base URL.
+    """Serve NAME's emulator until interrupted; the first stdout line is its base URL.
 
-    A fault the emulator does not implement is refused (exit 2) with the list of those it does. However the
-    server is stopped, the emulator's storage (uploads, stems) is removed; a stop by signal exits 0.
+    \f
+    A fault the emulator does not implement is refused (exit 2) with the list of those it does. Ctrl-C,
+    SIGTERM and SIGHUP stop it cleanly: its storage (uploads, stems) is removed and the exit status is 0.
     """
     from stemkit.registry import EMULATOR_GROUP, load_entry_point
 

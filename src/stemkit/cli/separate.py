@@ -39,6 +39,7 @@ def separate_command(
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed.
 
+    \f
     Where and how the stems will be written is checked first: a template typo or an unwritable folder is
     exit 2 before anything is separated (or billed).
     """

@@ -50,7 +50,7 @@ def separate_array(
     """Separate float32 (channels, frames) audio into vocals, drums, bass and other (their sum = input)."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 1.0:
-        # Power spectra of a loud input overflow float32 (peak ~1e15 and up gives inf, then NaN masks). The
+        # Power spectra of a loud input overflow float32 (a peak of ~1e18 gives inf, then NaN masks). The
         # masks do not depend on level, so separate a copy scaled to full scale and scale the stems back; a
         # power of two scales exactly, so the stems still sum to the input.
         exponent = math.ceil(math.log2(peak))
