@@ -24,6 +24,7 @@ from stemkit.errors import (
     AllProvidersFailedError,
     ConfigError,
     InputError,
+    OutputError,
     ProtocolError,
     ProviderError,
     ProviderUnavailableError,
@@ -363,15 +364,28 @@ def test_a_chain_with_an_array_writes_no_file_on_the_event_loop(song: Path, monk
 # -- batches ---------------------------------------------------------------------------------------------------------
 def test_one_items_output_failure_never_stops_the_batch(song: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "first").write_text("a file where the item's folder should be")
     first, second = tmp_path / "first.wav", tmp_path / "second.wav"
     first.write_bytes(song.read_bytes())
     second.write_bytes(song.read_bytes())
-    items = list(stemkit.separate_many([first, second], "dsp", stems=["vocals"], output_dir=out))
+
+    def block_the_folder(job: SeparationJob) -> None:
+        # After the batch's own checks passed: something else takes the place of this input's folder.
+        if job.source.name.endswith("first.wav"):
+            out.mkdir(exist_ok=True)
+            (out / "first").write_text("a file where the item's folder should be")
+
+    items = list(stemkit.separate_many([first, second], _Local(block_the_folder), stems=["vocals"], output_dir=out))
     by_name = {item.name: item for item in items}
     assert by_name["second"].ok
-    assert isinstance(by_name["first"].error, StemkitError)
+    assert isinstance(by_name["first"].error, OutputError)
+
+
+def test_an_unwritable_output_is_refused_before_any_separation(song: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file, not a folder")
+    provider = _Local()
+    with pytest.raises(OutputError):
+        list(stemkit.separate_many([song], provider, output_dir=tmp_path / "out"))
+    assert provider.calls == 0
 
 
 def test_a_batch_items_seconds_count_only_its_own_work(song: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stemkit
-from stemkit.errors import ConfigError
+from stemkit.errors import ConfigError, OutputError
 from stemkit.provenance import Provenance
 from stemkit.stemset import Stem, StemSet
 
@@ -93,19 +93,27 @@ def test_wav_output_keeps_the_float_samples_exactly(demo_dir: Path, tmp_path: Pa
     np.testing.assert_array_equal(data.T, result["drums"].audio)
 
 
-def test_a_failed_save_leaves_no_partial_file(demo_dir: Path, tmp_path: Path) -> None:
-    result = stemkit.separate(demo_dir / "mixture.wav", stems="vocals")
-    (tmp_path / "vocals.wav").mkdir()  # the rename onto a directory fails after the data was written
-    with pytest.raises(OSError, match="directory"):
+def test_a_folder_where_a_stem_goes_is_refused_before_anything_is_written(demo_dir: Path, tmp_path: Path) -> None:
+    result = stemkit.separate(demo_dir / "mixture.wav", stems="vocals,drums")
+    (tmp_path / "vocals.wav").mkdir()
+    with pytest.raises(OutputError, match=r"vocals\.wav: is a folder") as caught:
         result.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vocals.wav"]
+    assert caught.value.path == str(tmp_path / "vocals.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vocals.wav"]  # not even drums.wav
     assert not any((tmp_path / "vocals.wav").iterdir())
 
 
-def test_mp3_above_48_khz_is_refused_before_writing(tmp_path: Path) -> None:
-    result = stemkit.separate(tone(0.1, 96_000), sample_rate=96_000, stems="vocals")
-    with pytest.raises(ConfigError, match="mp3 supports sample rates up to 48000"):
-        result.save(tmp_path, format="mp3")
+@pytest.mark.parametrize(
+    ("fmt", "rate", "reason"),
+    [("mp3", 96_000, "only supports sample rates of 8000"), ("mp3", 7_000, "only supports sample rates of 8000"),
+     ("flac", 700_000, "flac does not support this sample rate")],
+)
+def test_a_rate_the_encoder_refuses_is_an_output_error_before_writing(
+    tmp_path: Path, fmt: str, rate: int, reason: str
+) -> None:
+    result = stemkit.separate(tone(0.05, rate), sample_rate=rate, stems="vocals")
+    with pytest.raises(OutputError, match=f"the {fmt} encoder refuses 2-channel audio at {rate} Hz .*{reason}"):
+        result.save(tmp_path / "out", format=fmt)
     assert list(tmp_path.iterdir()) == []
 
 

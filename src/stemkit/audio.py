@@ -1,20 +1,19 @@
 """Input handling: whatever the caller hands us becomes an AudioSource that can be probed, hashed, read,
-resampled, and handed to a hosted API as a file — plus the two primitives every provider needs on the way
-out: normalizing an array to the input's shape, and writing a file atomically.
+resampled, and handed to a hosted API as a file — plus the primitives every provider needs on the way out:
+normalizing an array to the input's shape, refusing non-finite audio, and writing a file atomically (the
+writer lives in :mod:`stemkit._atomic`, the output checks in :mod:`stemkit.output`; both are re-exported).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
-import uuid
-import warnings
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -24,17 +23,24 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from stemkit.errors import ConfigError, InputError
+from stemkit._atomic import write_audio_atomic, write_blocks_atomic
+from stemkit.errors import ConfigError, InputError, ProviderError
+from stemkit.output import output_format as write_format
 
 __all__ = [
     "AV_EXTRA_HINT",
+    "DEFAULT_MAX_INPUT_BYTES",
+    "MAX_INPUT_BYTES_ENV",
     "AudioSource",
     "FloatArray",
+    "check_finite_stem",
+    "max_input_bytes",
     "normalize_audio",
     "open_source",
     "resample",
     "write_audio_atomic",
     "write_blocks_atomic",
+    "write_format",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -46,8 +52,12 @@ AV_EXTRA_HINT = 'install the optional decoder with: pip install "stemkit[av]"'
 MAX_CHANNELS = 2
 MIN_FRAMES = 2
 _YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"})
-_WRITE_FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24"), "mp3": ("MP3", "MPEG_LAYER_III")}
-_MP3_MAX_RATE = 48_000
+#: Environment variable that sets how many bytes a file-object input may hold (it is copied to a temporary file).
+MAX_INPUT_BYTES_ENV = "STEMKIT_MAX_INPUT_BYTES"
+#: 4 GiB: a WAV file's own limit, about 6 hours of 16-bit stereo at 44.1 kHz.
+DEFAULT_MAX_INPUT_BYTES = 4 * 1024**3
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 @dataclass(frozen=True)
@@ -317,6 +327,70 @@ def _check_finite(array: FloatArray, name: str) -> None:
         raise InputError(f"{name}: contains {bad} NaN or infinite sample(s); clean the audio before separating it")
 
 
+#: Sample encodings that cannot represent NaN or infinity: a file in one of them needs no finiteness scan.
+_INTEGER_SUBTYPES = re.compile(r"^(PCM_|ALAC_|DPCM_|DWVW_|ULAW$|ALAW$)")
+
+
+def check_finite_stem(
+    audio: npt.NDArray[Any] | Path,
+    *,
+    stem: str,
+    provider: str,
+    error: Callable[..., ProviderError] = ProviderError,
+    blocksize: int = 1 << 16,
+) -> None:
+    """Refuse a provider's stem that holds NaN or infinite samples: such audio is never handed on or saved.
+
+    ``error`` is the class to raise (:class:`~stemkit.errors.ProtocolError` for a hosted provider's answer,
+    :class:`~stemkit.errors.ProviderError` for a local one), so a fallback chain moves on. A file is read
+    block by block (memory stays bounded whatever its length) and not at all when its sample encoding is an
+    integer one (PCM WAV, FLAC…), which cannot hold a non-finite value; an array is scanned in blocks too, so
+    the check never allocates a mask the size of the stem.
+    """
+    if isinstance(audio, Path):
+        bad, where = _count_non_finite_file(audio, stem, provider, error, blocksize), f" ({audio.name})"
+    else:
+        data = np.asarray(audio)
+        data = data.reshape(1, -1) if data.ndim < 2 else data.reshape(-1, data.shape[-1])
+        bad, where = _count_non_finite(data[:, s : s + blocksize] for s in range(0, data.shape[-1], blocksize)), ""
+    if bad:
+        raise error(
+            f"stem {stem!r}{where} has {bad} NaN or infinite sample(s), which is not usable audio; "
+            "nothing is kept — use another provider, or report it to the provider",
+            provider=provider,
+        )
+
+
+def _count_non_finite(blocks: Iterator[npt.NDArray[Any]]) -> int:
+    bad = 0
+    for block in blocks:
+        if np.issubdtype(block.dtype, np.inexact):
+            finite = np.isfinite(block)
+            bad += int(finite.size - np.count_nonzero(finite))
+    return bad
+
+
+def _count_non_finite_file(
+    path: Path, stem: str, provider: str, error: Callable[..., ProviderError], blocksize: int
+) -> int:
+    try:
+        with sf.SoundFile(path) as fh:
+            if _INTEGER_SUBTYPES.match(str(fh.subtype)):
+                return 0
+            return _count_non_finite(_read_blocks(fh, blocksize))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise error(f"stem {stem!r} ({path.name}) could not be decoded: {_short(exc)}", provider=provider) from exc
+
+
+def _read_blocks(fh: sf.SoundFile, blocksize: int) -> Iterator[FloatArray]:
+    """An open sound file's frames as (frames, channels) float32 blocks, until the end."""
+    while True:
+        block = fh.read(blocksize, dtype="float32", always_2d=True)
+        if not len(block):
+            return
+        yield block
+
+
 def _av_available() -> bool:
     try:
         import av  # noqa: F401
@@ -406,22 +480,67 @@ def _from_path(path: Path) -> AudioSource:
     return source
 
 
+def max_input_bytes() -> int:
+    """How many bytes a file-object input may hold: ``$STEMKIT_MAX_INPUT_BYTES`` (a number of bytes, or with a
+    unit: ``500M``, ``8G``), else :data:`DEFAULT_MAX_INPUT_BYTES`."""
+    raw = os.environ.get(MAX_INPUT_BYTES_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_INPUT_BYTES
+    match = _SIZE.match(raw)
+    if match is None or int(match[1]) <= 0:
+        raise ConfigError(
+            f"{MAX_INPUT_BYTES_ENV}={raw!r} is not a positive size; give bytes, or a number with K, M, G or T"
+        )
+    return int(match[1]) * _SIZE_UNITS[(match[2] or "")[:1].lower()]
+
+
+def _describe_size(size: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
 def _from_filelike(handle: BinaryIO) -> AudioSource:
+    """Copy a file object to a temporary file (decoders and uploads need a real file), reading at most
+    :func:`max_input_bytes`: an endless stream must not fill the disk."""
     name = str(getattr(handle, "name", "<file object>"))
     suffix = Path(name).suffix.lower() if not name.startswith("<") else ""
+    limit = max_input_bytes()
     tmpdir = Path(tempfile.mkdtemp(prefix="stemkit-input-"))
     target = tmpdir / f"input{suffix or '.bin'}"
     try:
+        first: object = handle.read(0)
+        if isinstance(first, str):
+            raise InputError(f"{name}: is opened in text mode; open it with 'rb'")
+        size = 0
         with target.open("wb") as out:
-            first: object = handle.read(0)
-            if isinstance(first, str):
-                raise InputError(f"{name}: is opened in text mode; open it with 'rb'")
-            shutil.copyfileobj(handle, out, 1 << 20)
-        if target.stat().st_size == 0:
+            while True:
+                try:
+                    chunk = handle.read(min(1 << 20, limit + 1 - size))
+                except OSError as exc:
+                    raise InputError(f"{name}: could not be read ({exc.strerror or exc})") from exc
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise InputError(
+                        f"{name}: the file object holds more than {_describe_size(limit)}, stemkit's limit for "
+                        f"file-object input; pass the file's path instead, or raise the limit with "
+                        f"{MAX_INPUT_BYTES_ENV} (e.g. {MAX_INPUT_BYTES_ENV}=8G)"
+                    )
+                out.write(chunk)
+        if size == 0:
             raise InputError(f"{name}: the audio is empty (0 bytes)")
         source = AudioSource("bytes", path=target, name=name)
         source._adopt_tempdir(tmpdir)
         _ = source.info
+    except OSError as exc:  # writing the temporary copy: the temporary folder is full or unusable
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise ConfigError(
+            f"{name}: could not be copied to a temporary file in {tmpdir.parent} ({exc.strerror or exc}); "
+            "free some space there, or point TMPDIR at a folder with room"
+        ) from exc
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
@@ -452,6 +571,12 @@ def _from_array(array: npt.NDArray[Any], sample_rate: int | None) -> AudioSource
     out: FloatArray = np.ascontiguousarray(floats, dtype=np.float32)
     _check_shape(out.shape[0], out.shape[1], "<array>")
     _check_finite(out, "<array>")
+    # The caller's array stays the caller's: never frozen, never written, and later changes to it do not
+    # reach the result (stems are computed lazily, so a view would see them). A conversion (another dtype,
+    # a non-contiguous layout) is a copy already; only a float32 C-contiguous array is copied here.
+    if np.may_share_memory(out, array):
+        out = out.copy()
+    out.setflags(write=False)  # our copy: read-only, so no provider can change what the next one sees
     return AudioSource("array", array=out, sample_rate=int(sample_rate), name="<array>")
 
 
@@ -487,52 +612,3 @@ def normalize_audio(
     elif frames < to_frames:
         out = np.pad(out, ((0, 0), (0, to_frames - frames)))
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def write_format(fmt: str) -> tuple[str, str]:
-    """soundfile's (format, subtype) for one of stemkit's output formats."""
-    try:
-        return _WRITE_FORMATS[fmt.lower().lstrip(".")]
-    except KeyError:
-        raise ConfigError(f"format: {fmt!r} is not supported; use one of {', '.join(_WRITE_FORMATS)}") from None
-
-
-def write_audio_atomic(path: Path, array: FloatArray, sample_rate: int, fmt: str = "wav") -> Path:
-    """Write (channels, frames) audio to ``path`` via a temporary name in the same folder, then rename,
-    so a reader never sees a half-written file and a failure leaves nothing behind."""
-    return write_blocks_atomic(path, [array], sample_rate, array.shape[0], fmt)
-
-
-def write_blocks_atomic(
-    path: Path, blocks: Iterable[FloatArray], sample_rate: int, channels: int, fmt: str = "wav"
-) -> Path:
-    """Write audio that arrives as (channels, n) blocks atomically (temporary name, then rename), one block
-    in memory at a time, so a long file-backed stem (a streamed local run) is never loaded whole."""
-    major, subtype = write_format(fmt)
-    if major == "MP3" and sample_rate > _MP3_MAX_RATE:
-        raise ConfigError(
-            f"format: mp3 supports sample rates up to {_MP3_MAX_RATE} Hz, not {sample_rate}; use wav or flac"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    warned = False
-    try:
-        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=major, subtype=subtype) as fh:
-            for block in blocks:
-                data = np.ascontiguousarray(block.T)
-                if major != "WAV" and not warned and data.size:
-                    peak = float(np.max(np.abs(data)))
-                    if peak > 1.0:
-                        warned = True
-                        warnings.warn(
-                            f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
-                            "use format='wav' (float) to keep it",
-                            stacklevel=4,
-                        )
-                fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return path

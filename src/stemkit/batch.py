@@ -15,9 +15,9 @@ import anyio.to_thread
 from stemkit._boundary import error_boundary
 from stemkit._portal import sync_iterator
 from stemkit.api import ProviderArg, load
-from stemkit.audio import write_format
 from stemkit.errors import ConfigError, StemkitError
 from stemkit.inputs import expand_inputs, output_names
+from stemkit.output import check_output, output_format
 from stemkit.protocol import ProgressCallback, Separator
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
@@ -91,13 +91,14 @@ def _prepare(
     """Everything that can be wrong with the request as a whole, checked before any separation starts."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency: {concurrency!r} is not a positive number of parallel separations")
-    write_format(fmt)
     items = expand_inputs([inputs] if isinstance(inputs, str | Path) else inputs)
-    if output_dir is not None and "{input}" not in template and len(items) > 1:
-        raise ConfigError(
-            f"template: {template!r} has no {{input}}, so {len(items)} inputs would overwrite each other's stems"
-        )
-    return items, output_names(items), normalize_request(stems), None if output_dir is None else Path(output_dir)
+    names = output_names(items)
+    requested = normalize_request(stems)
+    if output_dir is None:
+        output_format(fmt)
+    else:  # an unwritable folder or a template typo is found now, before anything is separated (or billed)
+        check_output(output_dir, fmt, template, stems=requested, inputs=names)
+    return items, names, requested, None if output_dir is None else Path(output_dir)
 
 
 async def aseparate_many(

@@ -17,7 +17,7 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -31,13 +31,21 @@ from pydantic import BaseModel, ConfigDict
 
 from stemkit._boundary import error_boundary
 from stemkit._portal import sync_method
-from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
+from stemkit.audio import AudioSource, FloatArray, check_finite_stem, normalize_audio, open_source
 from stemkit.config import ProviderSpec, redact, validate_options
-from stemkit.errors import ConfigError, InputError, ProtocolError, ProviderLimitError, SeparationTimeout, StemkitError
+from stemkit.errors import (
+    ConfigError,
+    InputError,
+    ProtocolError,
+    ProviderError,
+    ProviderLimitError,
+    SeparationTimeout,
+    StemkitError,
+)
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent
 from stemkit.provenance import Attempt, Cost, Provenance
 from stemkit.stems import Derivation, Plan, canonical_name
-from stemkit.stemset import Stem, StemSet
+from stemkit.stemset import Stem, StemSet, exact_blocks
 
 __all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase", "limit_violation"]
 
@@ -400,6 +408,7 @@ class SeparatorBase(abc.ABC):
                 ) from exc
             if int(info.frames) == 0:
                 raise ProtocolError(f"{self._label}: stem {provider_name!r} is empty", provider=self.name)
+            check_finite_stem(value, stem=provider_name, provider=self._label, error=self._bad_audio_error)
             return Stem.from_file(
                 name, value, sample_rate=target.sample_rate, channels=target.channels, frames=target.frames,
                 provider_name=provider_name,
@@ -409,7 +418,14 @@ class SeparatorBase(abc.ABC):
         audio = normalize_audio(
             value, raw.sample_rate, to_rate=target.sample_rate, to_frames=target.frames, to_channels=target.channels
         )
+        check_finite_stem(audio, stem=provider_name, provider=self._label, error=self._bad_audio_error)
         return Stem.from_array(name, audio, target.sample_rate, provider_name=provider_name)
+
+    @property
+    def _bad_audio_error(self) -> type[ProviderError]:
+        """Unusable audio from a hosted provider is a bad answer (ProtocolError); from a local one, a fault of
+        the provider itself (ProviderError). Either way a fallback chain moves on."""
+        return ProviderError if self.capabilities.local else ProtocolError
 
     def _assemble(self, job: SeparationJob, plan: Plan, raw: RawResult, started: float) -> StemSet:
         target = self._target(job, raw)
@@ -461,9 +477,16 @@ class SeparatorBase(abc.ABC):
         if job.source.is_remote:
             return None
         source = job.source
+
+        def blocks(blocksize: int) -> Iterator[FloatArray]:
+            return exact_blocks(source.iter_blocks(blocksize), blocksize)
+
+        # ``read`` when the whole mixture is asked for (an array input costs nothing), blocks when a residual
+        # is derived or the mixture saved, so a long file input is never decoded whole for either.
         return Stem.derived_from(
-            "mixture", source.read, sample_rate=target.sample_rate, channels=target.channels, frames=target.frames
-        )
+            "mixture", source.read, blocks=blocks,
+            sample_rate=target.sample_rate, channels=target.channels, frames=target.frames,
+        )  # fmt: skip
 
     def _output(self, derivation: Derivation, produced: Mapping[str, Stem], mixture: Stem | None,
                 target: _Target) -> Stem:
@@ -477,23 +500,11 @@ class SeparatorBase(abc.ABC):
                 provider=self.name,
             )
         sources = [produced[s] for s in derivation.sources]
-        everything = list(produced.values())
-
-        def compute() -> FloatArray:
-            total = np.zeros((target.channels, target.frames), dtype=np.float32)
-            for stem in sources:
-                total += stem.audio
-            if derivation.uses_residual:
-                assert mixture is not None
-                residual = mixture.audio.copy()
-                for stem in everything:
-                    residual -= stem.audio
-                total += residual
-            return total
-
-        return Stem.derived_from(
+        residual = (mixture, list(produced.values())) if derivation.uses_residual and mixture is not None else None
+        return Stem.sum_of(
             derivation.name,
-            compute,
+            sources,
+            residual=residual,
             sample_rate=target.sample_rate,
             channels=target.channels,
             frames=target.frames,

@@ -8,29 +8,43 @@ exact length and channel count, as float32 (channels, frames).
 from __future__ import annotations
 
 import json
-import string
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from stemkit.audio import FloatArray, normalize_audio, write_audio_atomic, write_blocks_atomic, write_format
-from stemkit.errors import ConfigError, ProtocolError
+from stemkit._atomic import NonFiniteAudioError, write_blocks_atomic
+from stemkit.audio import FloatArray, normalize_audio
+from stemkit.errors import ConfigError, ProtocolError, ProviderError
+from stemkit.output import output_targets
 from stemkit.provenance import Provenance
 
-__all__ = ["Stem", "StemSet"]
+__all__ = ["DEFAULT_BLOCKSIZE", "BlockSource", "Stem", "StemSet"]
 
-_TEMPLATE_FIELDS = frozenset({"stem", "ext", "provider", "input"})
+#: Frames per block when stems are streamed (saved, mixed, derived): 64 Ki frames, 512 KiB of stereo float32.
+DEFAULT_BLOCKSIZE = 1 << 16
+
+BlockSource = Callable[[int], Iterator[FloatArray]]
+"""``blocks(blocksize)``: a stem's audio as (channels, n) float32 blocks of exactly ``blocksize`` frames
+(the last one shorter), read or computed as they are asked for."""
+
+
+def _read_only(array: FloatArray) -> FloatArray:
+    """A read-only view of ``array``: the stem cannot be changed through it, and the array itself (which may
+    be the caller's or the provider's) keeps its own flags."""
+    view = array.view()
+    view.setflags(write=False)
+    return view
 
 
 class Stem:
     """One stem: its canonical name, the provider's own name for it, and its audio.
 
     Build one with :meth:`from_array`, :meth:`from_file` (decoded lazily, normalized on first access) or
-    :meth:`derived` (computed from other stems on first access).
+    :meth:`derived_from` (computed from other stems, block by block, when it is read or saved).
     """
 
     def __init__(
@@ -45,6 +59,7 @@ class Stem:
         path: Path | None = None,
         derived: bool = False,
         complement_of: tuple[str, ...] | None = None,
+        blocks: BlockSource | None = None,
     ) -> None:
         self.name = name
         self.provider_name = provider_name if provider_name is not None else name
@@ -55,6 +70,7 @@ class Stem:
         self.derived = derived
         self.complement_of = complement_of
         self._loader: Callable[[], FloatArray] | None = loader
+        self._blocks = blocks
         self._audio: FloatArray | None = None
         self._lock = threading.Lock()
         #: whatever must outlive this stem (the temporary folder its file lives in)
@@ -71,18 +87,20 @@ class Stem:
         derived: bool = False,
         complement_of: tuple[str, ...] | None = None,
     ) -> Stem:
+        """A stem whose audio is ``audio`` (channels, frames), kept as a read-only view: the array passed in
+        is not copied, and not frozen either."""
+        array = _read_only(np.ascontiguousarray(audio, dtype=np.float32))
         stem = cls(
             name,
             sample_rate=sample_rate,
-            channels=audio.shape[0],
-            frames=audio.shape[1],
-            loader=lambda: audio,
+            channels=array.shape[0],
+            frames=array.shape[1],
+            loader=lambda: array,
             provider_name=provider_name,
             derived=derived,
             complement_of=complement_of,
         )
-        stem._audio = audio
-        stem._audio.setflags(write=False)
+        stem._audio = array
         stem._loader = None
         return stem
 
@@ -103,7 +121,7 @@ class Stem:
         def load() -> FloatArray:
             try:
                 data, rate = sf.read(path, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as exc:
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
                 raise ProtocolError(f"stem {name!r} file {path.name} could not be decoded: {exc}") from exc
             return normalize_audio(
                 data.T, int(rate), to_rate=sample_rate, to_frames=frames, to_channels=channels
@@ -124,22 +142,55 @@ class Stem:
     def derived_from(
         cls,
         name: str,
-        compute: Callable[[], FloatArray],
+        compute: Callable[[], FloatArray] | None = None,
         *,
+        sample_rate: int,
+        channels: int,
+        frames: int,
+        blocks: BlockSource | None = None,
+        provider_name: str | None = None,
+        complement_of: tuple[str, ...] | None = None,
+    ) -> Stem:
+        """A stem stemkit computes: from ``blocks`` (preferred: saving and reading it then never needs its
+        sources whole) or, failing that, from ``compute`` (the whole array at once)."""
+        if blocks is None and compute is None:
+            raise TypeError("Stem.derived_from needs blocks= or compute")
+        loader = compute if compute is not None else (lambda: _gather(blocks, channels, frames, name))
+        return cls(
+            name,
+            sample_rate=sample_rate,
+            channels=channels,
+            frames=frames,
+            loader=loader,
+            provider_name=provider_name,
+            derived=True,
+            complement_of=complement_of,
+            blocks=blocks,
+        )
+
+    @classmethod
+    def sum_of(
+        cls,
+        name: str,
+        sources: Sequence[Stem],
+        *,
+        residual: tuple[Stem, Sequence[Stem]] | None = None,
         sample_rate: int,
         channels: int,
         frames: int,
         provider_name: str | None = None,
         complement_of: tuple[str, ...] | None = None,
     ) -> Stem:
-        return cls(
+        """A derived stem: the sum of ``sources``, plus, with ``residual=(mixture, produced)``, what the
+        produced stems leave of the mixture. Computed block by block from its sources' blocks, so a stem
+        derived from file-backed stems is saved (or read) without loading any of them whole."""
+        return cls.derived_from(
             name,
+            blocks=_summed(sources, residual),
             sample_rate=sample_rate,
             channels=channels,
             frames=frames,
-            loader=compute,
             provider_name=provider_name,
-            derived=True,
             complement_of=complement_of,
         )
 
@@ -150,9 +201,7 @@ class Stem:
             with self._lock:
                 if self._audio is None:
                     assert self._loader is not None
-                    audio = np.ascontiguousarray(self._loader(), dtype=np.float32)
-                    audio.setflags(write=False)
-                    self._audio = audio
+                    self._audio = _read_only(np.ascontiguousarray(self._loader(), dtype=np.float32))
                     self._loader = None
         return self._audio
 
@@ -160,20 +209,27 @@ class Stem:
     def is_loaded(self) -> bool:
         return self._audio is not None
 
-    def iter_blocks(self, blocksize: int = 1 << 16) -> Iterator[FloatArray]:
-        """The audio as (channels, n) float32 blocks.
+    def iter_blocks(self, blocksize: int = DEFAULT_BLOCKSIZE) -> Iterator[FloatArray]:
+        """The audio as (channels, n) float32 blocks of ``blocksize`` frames (the last one shorter).
 
-        A file-backed stem that is not loaded and whose file already has the stem's rate, channel count and
-        length (a streamed local run writes it so) is read block by block and not kept: saving an hour-long
-        stem takes one block of memory. Anything else is sliced from :attr:`audio`.
+        Nothing is kept: a file-backed stem that is not loaded and whose file already has the stem's rate,
+        channel count and length (a streamed local run writes it so) is read block by block, and a derived
+        stem is summed block by block from its sources, so saving an hour-long stem takes a few blocks of
+        memory. Anything else (a file that needs resampling) is sliced from :attr:`audio`.
         """
+        if self._audio is None and self._blocks is not None:
+            yield from self._blocks(blocksize)
+            return
         if self._audio is None and self.path is not None and self._streamable():
-            with sf.SoundFile(self.path) as fh:
-                while True:
-                    block = fh.read(blocksize, dtype="float32", always_2d=True)
-                    if not len(block):
-                        break
-                    yield np.ascontiguousarray(block.T)
+            try:
+                with sf.SoundFile(self.path) as fh:
+                    while True:
+                        block = fh.read(blocksize, dtype="float32", always_2d=True)
+                        if not len(block):
+                            break
+                        yield np.ascontiguousarray(block.T)
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                raise ProtocolError(f"stem {self.name!r} file {self.path.name} could not be read: {exc}") from exc
             return
         audio = self.audio
         for start in range(0, self.frames, blocksize):
@@ -183,7 +239,7 @@ class Stem:
         assert self.path is not None
         try:
             info = sf.info(self.path)
-        except (sf.LibsndfileError, RuntimeError):
+        except (sf.LibsndfileError, RuntimeError, OSError):
             return False
         return (int(info.samplerate), int(info.channels), int(info.frames)) == (
             self.sample_rate,
@@ -202,6 +258,77 @@ class Stem:
             f"Stem({self.name!r}, provider_name={self.provider_name!r}, sample_rate={self.sample_rate}, "
             f"channels={self.channels}, frames={self.frames}{flag}{where})"
         )
+
+
+def exact_blocks(blocks: Iterable[FloatArray], blocksize: int) -> Iterator[FloatArray]:
+    """Re-cut (channels, n) blocks of any sizes into blocks of exactly ``blocksize`` frames (the last one
+    shorter), passing through, uncopied, blocks that already have that size."""
+    pending: list[FloatArray] = []
+    held = 0
+    for block in blocks:
+        if not held and block.shape[1] == blocksize:
+            yield block
+            continue
+        pending.append(block)
+        held += block.shape[1]
+        if held >= blocksize:
+            joined = np.concatenate(pending, axis=1)
+            cut = held - held % blocksize
+            for start in range(0, cut, blocksize):
+                yield joined[:, start : start + blocksize]
+            pending = [joined[:, cut:]] if held > cut else []
+            held -= cut
+    if held:
+        yield np.concatenate(pending, axis=1)
+
+
+def _gather(blocks: BlockSource | None, channels: int, frames: int, name: str) -> FloatArray:
+    """A derived stem's whole audio, filled block by block (its sources are never loaded whole)."""
+    assert blocks is not None
+    out = np.empty((channels, frames), dtype=np.float32)
+    filled = 0
+    for block in blocks(DEFAULT_BLOCKSIZE):
+        n = block.shape[1]
+        if filled + n > frames:
+            raise ProtocolError(f"stem {name!r}: its sources are longer than {frames} frames")
+        out[:, filled : filled + n] = block
+        filled += n
+    if filled != frames:
+        raise ProtocolError(f"stem {name!r}: its sources have {filled} frames, not {frames}")
+    return out
+
+
+def _summed(sources: Sequence[Stem], residual: tuple[Stem, Sequence[Stem]] | None) -> BlockSource:
+    """Blocks of Σ sources (+ mixture − Σ produced, for a residual), each source read once per block.
+
+    The arithmetic is the same, in the same order, as summing the whole arrays, so the result does not
+    depend on the block size.
+    """
+    mixture, produced = residual if residual is not None else (None, ())
+    needed: dict[int, Stem] = {id(s): s for s in [*sources, *([mixture] if mixture else []), *produced]}
+
+    def blocks(blocksize: int) -> Iterator[FloatArray]:
+        readers = {key: stem.iter_blocks(blocksize) for key, stem in needed.items()}
+        while True:
+            current = {key: block for key, reader in readers.items() if (block := next(reader, None)) is not None}
+            if not current:
+                return
+            if len(current) != len(readers) or len({block.shape for block in current.values()}) != 1:
+                names = ", ".join(stem.name for stem in needed.values())
+                raise ProtocolError(f"stems {names} disagree in length or channels; they cannot be summed")
+            total = np.zeros(next(iter(current.values())).shape, dtype=np.float32)
+            # An overflow gives inf, which every consumer that matters refuses (saving checks each block).
+            with np.errstate(over="ignore", invalid="ignore"):
+                for stem in sources:
+                    total += current[id(stem)]
+                if mixture is not None:
+                    rest = np.array(current[id(mixture)], dtype=np.float32, copy=True)
+                    for stem in produced:
+                        rest -= current[id(stem)]
+                    total += rest
+            yield total
+
+    return blocks
 
 
 class StemSet(Mapping[str, Stem]):
@@ -275,13 +402,19 @@ class StemSet(Mapping[str, Stem]):
 
     # -- operations -------------------------------------------------------------------------------------
     def mix(self, names: Iterable[str]) -> FloatArray:
-        """The sum of the named stems, e.g. ``stems.mix(["drums", "bass"])`` for a rhythm section."""
-        selected = list(names)
+        """The sum of the named stems, e.g. ``stems.mix(["drums", "bass"])`` for a rhythm section.
+
+        Summed block by block: a file-backed or derived stem is not loaded whole to be mixed.
+        """
+        selected = [self[name] for name in names]
         if not selected:
             raise ConfigError("mix: name at least one stem")
         total = np.zeros((self.channels, self.frames), dtype=np.float32)
-        for name in selected:
-            total += self[name].audio
+        for stem in selected:
+            start = 0
+            for block in stem.iter_blocks():
+                total[:, start : start + block.shape[1]] += block
+                start += block.shape[1]
         return total
 
     def save(
@@ -292,38 +425,36 @@ class StemSet(Mapping[str, Stem]):
         *,
         input_name: str | None = None,
     ) -> dict[str, Path]:
-        """Write each stem to ``directory`` atomically (temporary name, then rename).
+        """Write each stem to ``directory`` atomically (temporary name, then rename); returns name → path.
 
         ``template`` may use ``{stem}``, ``{ext}``, ``{provider}`` and ``{input}`` (the input's file stem).
-        Returns canonical name → written path.
+        Everything that can be checked before writing is (format, the encoder's rates, the template, the
+        folder): an :class:`~stemkit.errors.OutputError` says what to fix, and nothing is written. A failure
+        while writing (disk full) is an OutputError too, and leaves no partial file; stems are streamed block
+        by block, so file-backed and derived stems are never loaded whole. A stem with NaN or infinite
+        samples is never written (:class:`~stemkit.errors.ProviderError`).
         """
-        ext = format.lower().lstrip(".")
-        write_format(ext)
-        root = Path(directory)
-        targets = {name: root / self._render(template, name, ext, input_name) for name in self._stems}
-        if len(set(targets.values())) != len(targets):
-            raise ConfigError(f"template: {template!r} gives several stems the same file name; include {{stem}}")
-        resolved_root = root.resolve()
-        for path in targets.values():
-            if not path.resolve().is_relative_to(resolved_root):
-                raise ConfigError(f"template: {template!r} writes outside {root}; keep paths inside it")
+        ext = str(format).lower().lstrip(".")
+        targets = output_targets(
+            directory,
+            ext,
+            template,
+            stems=list(self._stems),
+            provider=self.provider.split(":")[0],
+            input_name=input_name or Path(self.provenance.input_name or "input").stem,
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+        )
         for name, path in targets.items():
-            stem = self._stems[name]
-            if stem.path is not None and not stem.is_loaded:  # stream a file-backed stem, keep memory flat
-                write_blocks_atomic(path, stem.iter_blocks(), self.sample_rate, self.channels, ext)
-            else:
-                write_audio_atomic(path, stem.audio, self.sample_rate, ext)
+            try:
+                write_blocks_atomic(path, self._stems[name].iter_blocks(), self.sample_rate, self.channels, ext)
+            except NonFiniteAudioError as exc:
+                raise ProviderError(
+                    f"stem {name!r} has {exc.count} NaN or infinite sample(s) in the block being written, so "
+                    f"{path} was not written; use another provider, or report it to the provider",
+                    provider=self.provider,
+                ) from exc
         return targets
-
-    def _render(self, template: str, name: str, ext: str, input_name: str | None) -> str:
-        fields = {fname for _, fname, _, _ in string.Formatter().parse(template) if fname is not None}
-        unknown = fields - _TEMPLATE_FIELDS
-        if unknown:
-            raise ConfigError(
-                f"template: unknown field(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(_TEMPLATE_FIELDS))}"
-            )
-        stem_input = input_name or Path(self.provenance.input_name or "input").stem
-        return template.format(stem=name, ext=ext, provider=self.provider.split(":")[0], input=stem_input)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: shape, stems (with derived flags and file paths), provenance."""

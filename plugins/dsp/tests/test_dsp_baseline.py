@@ -74,3 +74,24 @@ def test_a_low_steady_tone_goes_to_bass() -> None:
 def test_dsp_refuses_a_target() -> None:
     with pytest.raises(stemkit.ConfigError, match="takes no target"):
         stemkit.load("dsp:something")
+
+
+@settings(max_examples=15, deadline=None)
+@given(exponent=st.integers(0, 38), channels=st.integers(1, 2), seed=st.integers(0, 1000))
+def test_a_loud_finite_input_gives_finite_stems_that_still_sum_to_it(exponent: int, channels: int, seed: int) -> None:
+    """Up to float32's largest values: power spectra of a peak of ~1e18 used to overflow into NaN stems."""
+    noise = np.random.default_rng(seed).standard_normal((channels, 8_000))
+    peak = min(10.0**exponent, 3.0e38)
+    audio = (noise / np.abs(noise).max() * peak).astype(np.float32)
+    stems = separate_array(audio, 16_000)
+    for name, stem in stems.items():
+        assert np.isfinite(stem).all(), name
+    np.testing.assert_allclose(sum(stem / peak for stem in stems.values()), audio / peak, atol=1e-5)
+
+
+def test_dsp_separates_a_1e18_peak_input_through_the_public_api() -> None:
+    audio = (np.random.default_rng(0).standard_normal((2, 4_000)) * 1e18).astype(np.float32)
+    result = stemkit.separate(audio, sample_rate=8_000, stems="vocals,instrumental")
+    for stem in result.values():
+        assert np.isfinite(stem.audio).all()
+    np.testing.assert_allclose((result["vocals"].audio + result["instrumental"].audio) / 1e18, audio / 1e18, atol=1e-5)

@@ -43,22 +43,35 @@ def emulate_command(
         [], "--option", help="An emulator-specific setting KEY=VALUE (see the emulator's docs). Repeatable."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for faults given as a rate."),
-) -> None:
-    """Serve NAME's emulator until interrupted; the first stdout line is its base URL."""
+) -> int:
+    """Serve NAME's emulator until interrupted; the first stdout line is its base URL.
+
+    \f
+    A fault the emulator does not implement is refused (exit 2) with the list of those it does. Ctrl-C,
+    SIGTERM and SIGHUP stop it cleanly: its storage (uploads, stems) is removed and the exit status is 0.
+    """
     from stemkit.registry import EMULATOR_GROUP, load_entry_point
 
     try:
-        from stemkit.hosted.emulator import EmulatorSettings, serve
-        from stemkit.hosted.faults import FaultPlan
+        from stemkit.hosted.emulator import EmulatorSettings, listen, serve
+        from stemkit.hosted.faults import FaultPlan, check_supported
     except ImportError as exc:  # starlette / uvicorn missing
         raise ConfigError(f"emulators need the 'emulators' extra (pip install 'stemkit[emulators]'): {exc}") from None
 
     emulator = load_entry_point(EMULATOR_GROUP, name, what="emulator")
+    plan = FaultPlan.parse(fault, seed=seed)
+    kinds = getattr(emulator, "fault_kinds", None)
+    if plan and kinds is None:
+        raise ConfigError(f"the {name} emulator does not say which faults it implements; run it without --fault")
+    check_supported(plan, kinds or (), emulator=name)
     settings = EmulatorSettings(
-        api_key=api_key,
-        processing_seconds=processing_seconds,
-        faults=FaultPlan.parse(fault, seed=seed),
-        options=_options(option),
+        api_key=api_key, processing_seconds=processing_seconds, faults=plan, options=_options(option)
     )
-    app = emulator.create_app(settings)
-    serve(app, host=host, port=port, api_path=str(emulator.api_path))
+    sock = listen(host, port)
+    try:
+        app = emulator.create_app(settings)
+    except BaseException:
+        sock.close()
+        raise
+    serve(app, api_path=str(emulator.api_path), sock=sock)
+    return 0

@@ -41,7 +41,12 @@ def separate_command(
         help="Give up on an input after this many seconds (hosted providers default to 30 min + 2x its length).",
     ),
 ) -> int:
-    """Separate each input into stems under the output folder; exit 1 if any input failed."""
+    """Separate each input into stems under the output folder; exit 1 if any input failed.
+
+    \f
+    Where and how the stems will be written is checked first: a template typo or an unwritable folder is
+    exit 2 before anything is separated (or billed).
+    """
     from stemkit.batch import separate_many
 
     bar = _bar()

@@ -7,6 +7,8 @@ every emulator needs: :class:`FaultMiddleware` (request-level faults from a :cla
 that can be cut off mid-body).
 
 The entry-point group ``stemkit.emulators`` names an object following the :class:`Emulator` protocol.
+An emulator removes whatever it stored (uploads, stems) in its app's lifespan shutdown; :func:`serve`
+guarantees that shutdown runs on Ctrl-C, SIGTERM and SIGHUP, even when a second signal forces the exit.
 Requires the ``emulators`` extra (starlette, uvicorn).
 """
 
@@ -15,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 import anyio
@@ -28,6 +32,7 @@ import uvicorn
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stemkit.errors import ConfigError
 from stemkit.hosted.faults import FaultPlan
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "RequestRecorder",
     "RunningServer",
     "StreamedFile",
+    "listen",
     "read_body_to",
     "run_in_thread",
     "serve",
@@ -65,7 +71,15 @@ class Emulator(Protocol):
         """The path prefix of the API, e.g. ``/api/v1``; the printed base URL ends with it."""
         ...
 
-    def create_app(self, settings: EmulatorSettings) -> ASGIApp: ...
+    @property
+    def fault_kinds(self) -> frozenset[str]:
+        """The fault kinds (:data:`stemkit.hosted.faults.FAULT_KINDS`) this emulator fires; any other is
+        refused by ``stemkit emulate`` (:func:`stemkit.hosted.faults.check_supported`)."""
+        ...
+
+    def create_app(self, settings: EmulatorSettings) -> ASGIApp:
+        """The app to serve; it removes what it stored in its lifespan shutdown."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,59 @@ def run_in_thread(
         sock.close()
 
 
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class _Foreground(uvicorn.Server):
+    """uvicorn's server for :func:`serve`: stops on SIGINT, SIGTERM or SIGHUP, and always runs the app's lifespan
+    shutdown (where an emulator removes its storage) — uvicorn skips it when a second Ctrl-C forces the exit,
+    and re-raises the signal afterwards, which for SIGTERM ends the process before any cleanup could run."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stop_signal: int | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = sig
+        if self.should_exit:
+            self.force_exit = True  # a second signal: stop waiting for open connections
+        self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        finished = getattr(self.lifespan, "shutdown_event", None)
+        if finished is not None and not finished.is_set():
+            await self.lifespan.shutdown()
+
+
+def listen(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket for :func:`serve`; ConfigError when the address cannot be used.
+
+    Bind before building the app, so that an emulator never creates its storage for a server that cannot
+    start.
+    """
+    try:
+        return _bind(host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+            "choose another port (0 picks a free one)"
+        ) from None
+
+
 def serve(
     app: ASGIApp,
     *,
@@ -169,22 +236,28 @@ def serve(
     port: int = 0,
     api_path: str = "",
     announce: Callable[[str], None] | None = None,
-) -> None:
-    """Serve ``app`` in this thread until interrupted (Ctrl-C / SIGTERM).
+    sock: socket.socket | None = None,
+) -> int | None:
+    """Serve ``app`` in this thread until Ctrl-C, SIGTERM or SIGHUP; returns the signal that stopped it.
 
-    The socket is bound first, so ``announce`` (default: print and flush) receives the real base URL,
-    port 0 resolved, before any request can arrive.
+    The socket (``sock``, or one bound to ``host``:``port``) listens first, so ``announce`` (default: print and
+    flush) receives the real base URL, port 0 resolved, before any request can arrive. However it is
+    stopped, the app's lifespan shutdown has run when this returns.
     """
-    sock = _bind(host, port)
-    running = RunningServer(host, sock.getsockname()[1], api_path)
-    if announce is None:
-        print(running.base_url, flush=True)
-    else:
-        announce(running.base_url)
+    if sock is None:
+        sock = listen(host, port)
+    host, bound_port = sock.getsockname()[:2]
+    running = RunningServer(host, bound_port, api_path)
+    server = _Foreground(_config(app, log_level="warning"))
     try:
-        uvicorn.Server(_config(app, log_level="warning")).run(sockets=[sock])
+        if announce is None:
+            print(running.base_url, flush=True)
+        else:
+            announce(running.base_url)
+        server.run(sockets=[sock])
     finally:
         sock.close()
+    return server.stop_signal
 
 
 # -- ASGI pieces ---------------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ fault fires every time. ``path=GLOB`` (matched against the end of the request pa
 ``/jobs/*``) and ``method=POST`` restrict which requests are eligible. Examples:
 ``429:count=2,retry_after=0``, ``5xx=0.2``, ``latency=0.05``, ``drop-download:count=1,after=0.3``,
 ``fail-job:message=corrupt input``, ``truncate:count=1,path=/jobs,method=POST``.
+
+Not every emulator can place every fault (StemSplit has no archives to corrupt, EzStems no presigned URLs to
+expire): each declares the kinds it fires (``fault_kinds``, at least :data:`MIDDLEWARE_FAULTS` when it installs
+the kit's middleware), and :func:`check_supported` refuses a plan with any other kind, so a fault that would
+never fire is a ``ConfigError`` instead of a test that silently checks nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any
 
 from stemkit.errors import ConfigError
 
-__all__ = ["FAULT_KINDS", "Fault", "FaultPlan", "parse_fault"]
+__all__ = ["FAULT_KINDS", "MIDDLEWARE_FAULTS", "Fault", "FaultPlan", "check_supported", "parse_fault"]
 
 # kind -> (main parameter, {parameter: type}, defaults)
 FAULT_KINDS: dict[str, tuple[str, dict[str, type], dict[str, Any]]] = {
@@ -54,6 +59,8 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, type], dict[str, Any]]] = {
     "corrupt-zip": ("count", {"variant": str}, {"variant": "damaged"}),
     "hostile-zip": ("count", {"variant": str}, {"variant": "zip-slip"}),
 }
+#: The kinds :class:`stemkit.hosted.emulator.FaultMiddleware` fires itself, in any emulator that installs it.
+MIDDLEWARE_FAULTS = frozenset({"latency", "rate-limit", "forbidden", "server-error", "truncate"})
 _ALIASES = {
     "429": "rate-limit",
     "403": "forbidden",
@@ -154,6 +161,11 @@ class FaultPlan:
     def __bool__(self) -> bool:
         return bool(self._faults)
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The fault kinds this plan holds."""
+        return frozenset(self._faults)
+
     def get(self, kind: str) -> Fault | None:
         """The configured fault of this kind, without firing it."""
         return self._faults.get(kind)
@@ -181,3 +193,15 @@ class FaultPlan:
             when += [f"rate={f.rate}"] if f.rate is not None else []
             parts.append(":".join([f.kind, ",".join(when + [f"{k}={v}" for k, v in f.params.items()])]))
         return "; ".join(parts) or "none"
+
+
+def check_supported(plan: FaultPlan, supported: Iterable[str], *, emulator: str) -> None:
+    """Refuse a plan holding a fault kind the emulator does not fire, listing the kinds it does."""
+    allowed = frozenset(supported)
+    unsupported = sorted(plan.kinds - allowed)
+    if unsupported:
+        listed = ", ".join(kind for kind in FAULT_KINDS if kind in allowed)
+        raise ConfigError(
+            f"the {emulator} emulator does not implement the fault(s) {', '.join(unsupported)}; "
+            f"it supports: {listed}"
+        )

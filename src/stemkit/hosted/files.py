@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -18,9 +17,10 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from stemkit._atomic import part_path
 from stemkit.hosted._retry import BodyTooLarge, IncompleteBody
 
-__all__ = ["CHUNK_SIZE", "TransferProgress", "file_chunks", "multipart_body", "receive_file", "temporary_name"]
+__all__ = ["CHUNK_SIZE", "TransferProgress", "file_chunks", "multipart_body", "receive_file"]
 
 CHUNK_SIZE = 1 << 20
 
@@ -80,13 +80,6 @@ def multipart_body(
     return headers, len(head) + size + len(tail), body
 
 
-def temporary_name(dest: Path) -> Path:
-    """A hidden sibling of ``dest`` that names its writer (host and pid), so a later cleanup can tell a
-    killed writer's leftover from a live writer's file."""
-    host = socket.gethostname().replace(".", "-")[:32]
-    return dest.with_name(f".{dest.name}.{host}-{os.getpid()}-{secrets.token_hex(4)}.part")
-
-
 async def receive_file(
     response: httpx.Response, dest: Path, *, max_bytes: int | None, progress: TransferProgress | None
 ) -> Path:
@@ -99,7 +92,7 @@ async def receive_file(
     declared = int(declared_text) if declared_text is not None and declared_text.isdigit() else None
     if max_bytes is not None and declared is not None and declared > max_bytes:
         raise BodyTooLarge(max_bytes, declared)
-    tmp = temporary_name(dest)
+    tmp = part_path(dest)  # the atomic writer's naming: a killed download's leftover is swept like any other
     received = 0
     try:
         async with await anyio.open_file(tmp, "wb") as out:

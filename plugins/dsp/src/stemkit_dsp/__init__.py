@@ -48,6 +48,15 @@ def separate_array(
     audio: np.ndarray, sample_rate: int, options: DspOptions | None = None, progress: object = None
 ) -> dict[str, np.ndarray]:
     """Separate float32 (channels, frames) audio into vocals, drums, bass and other (their sum = input)."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 1.0:
+        # Power spectra of a loud input overflow float32 (a peak of ~1e18 gives inf, then NaN masks). The
+        # masks do not depend on level, so separate a copy scaled to full scale and scale the stems back; a
+        # power of two scales exactly, so the stems still sum to the input.
+        exponent = math.ceil(math.log2(peak))
+        scaled = np.ldexp(np.asarray(audio, dtype=np.float32), -exponent).astype(np.float32, copy=False)
+        stems = separate_array(scaled, sample_rate, options)
+        return {name: np.ldexp(stem, exponent).astype(np.float32, copy=False) for name, stem in stems.items()}
     opts = options or DspOptions()
     n_fft = opts.n_fft or _auto_fft(sample_rate)
     channels, frames = audio.shape

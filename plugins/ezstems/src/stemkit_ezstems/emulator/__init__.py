@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 from stemkit.hosted.emulator import EmulatorSettings
 from stemkit_ezstems.emulator._app import (
     DEFAULT_API_KEY,
+    FAULT_KINDS,
     PREFIX,
     EmulatorRuntime,
     EmulatorState,
@@ -22,6 +23,7 @@ __all__ = [
     "CORRUPT_VARIANTS",
     "DEFAULT_API_KEY",
     "EMULATOR",
+    "FAULT_KINDS",
     "HOSTILE_VARIANTS",
     "EmulatorRuntime",
     "EmulatorState",
@@ -35,6 +37,7 @@ class EzStemsEmulator:
     """The object the ``ezstems`` entry point of ``stemkit.emulators`` names."""
 
     api_path = PREFIX
+    fault_kinds = FAULT_KINDS
 
     def create_app(self, settings: EmulatorSettings) -> ASGIApp:
         return build(settings).app

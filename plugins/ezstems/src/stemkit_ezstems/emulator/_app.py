@@ -26,7 +26,8 @@ Faults (``--fault``): ``403``/``forbidden`` and ``429``/``rate-limit`` storms, `
 ``latency``, ``truncate`` (an API response cut mid-body), ``drop-download`` (the ZIP cut mid-body),
 ``corrupt-zip:variant=damaged|cut``, ``hostile-zip:variant=...`` (see ``HOSTILE_VARIANTS``), ``fail-job``
 (the job ends ``failed`` with ``message``) and ``expire-job`` (the job is forgotten when it completes:
-status and download answer 404).
+status and download answer 404). It hands out no presigned URLs, so ``expire-urls`` (like any fault it does
+not fire) is refused with a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stemkit.errors import ConfigError
 from stemkit.hosted.emulator import EmulatorSettings as KitSettings
 from stemkit.hosted.emulator import FaultMiddleware, RequestRecorder, StreamedFile
-from stemkit.hosted.faults import FaultPlan
+from stemkit.hosted.faults import MIDDLEWARE_FAULTS, FaultPlan, check_supported
 from stemkit_ezstems._service import PLAN_LIMITS, PLAN_TITLES, UPLOAD_FORMATS, Plan
 from stemkit_ezstems.emulator._backend import OUTPUT_FORMATS, separate_to_files
 from stemkit_ezstems.emulator._zips import (
@@ -68,7 +69,15 @@ from stemkit_ezstems.emulator._zips import (
     write_zip,
 )
 
-__all__ = ["DEFAULT_API_KEY", "PREFIX", "EmulatorRuntime", "EmulatorState", "EzStemsSettings", "build"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "FAULT_KINDS",
+    "PREFIX",
+    "EmulatorRuntime",
+    "EmulatorState",
+    "EzStemsSettings",
+    "build",
+]
 
 DEFAULT_API_KEY = "ezstems_test_emulator"
 PREFIX = "/api/v1"
@@ -77,6 +86,9 @@ _METHODS = {"upload": ("POST",), "status": ("GET",), "download": ("GET",), "keys
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _ID = re.compile(r"^\d+_\d+$")
 _MB = 1024 * 1024
+#: The faults this emulator fires: the kit middleware's, plus the job and archive faults it places itself.
+#: It hands out no presigned URLs, so ``expire-urls`` is refused.
+FAULT_KINDS = MIDDLEWARE_FAULTS | {"drop-download", "fail-job", "expire-job", "corrupt-zip", "hostile-zip"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,7 @@ class EzStemsSettings:
 
 
 def _check_faults(plan: FaultPlan) -> None:
+    check_supported(plan, FAULT_KINDS, emulator="ezstems")
     for kind, variants in (("hostile-zip", HOSTILE_VARIANTS), ("corrupt-zip", CORRUPT_VARIANTS)):
         fault = plan.get(kind)
         if fault is not None and fault.params.get("variant") not in variants:

@@ -28,14 +28,24 @@ from collections.abc import Iterator
 from starlette.types import ASGIApp
 
 from stemkit.hosted.emulator import EmulatorSettings, RunningServer, run_in_thread
-from stemkit_stemsplit.emulator._app import API_PATH, build_app
+from stemkit_stemsplit.emulator._app import API_PATH, FAULT_KINDS, build_app
 from stemkit_stemsplit.emulator._model import DEFAULT_API_KEY, EmulatorConfig, JobRecord, State
 
-__all__ = ["API_PATH", "DEFAULT_API_KEY", "EMULATOR", "EmulatorConfig", "JobRecord", "StemSplitEmulator"]
+__all__ = [
+    "API_PATH",
+    "DEFAULT_API_KEY",
+    "EMULATOR",
+    "FAULT_KINDS",
+    "EmulatorConfig",
+    "JobRecord",
+    "StemSplitEmulator",
+]
 
 
 class StemSplitEmulator:
     """One emulator instance: its state, its ASGI app, and a way to serve it on loopback."""
+
+    fault_kinds = FAULT_KINDS
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
@@ -58,6 +68,7 @@ class _Entry:
 
     api_path = API_PATH
     default_api_key = DEFAULT_API_KEY
+    fault_kinds = FAULT_KINDS
 
     def create_app(self, settings: EmulatorSettings) -> ASGIApp:
         return StemSplitEmulator(EmulatorConfig.from_settings(settings)).app

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stemkit.hosted.emulator import FaultMiddleware, RequestRecorder, StreamedFile, read_body_to
+from stemkit.hosted.faults import MIDDLEWARE_FAULTS, check_supported
 from stemkit_stemsplit._wire import OUTPUT_TYPES as STEMS_OF
 from stemkit_stemsplit.emulator._analysis import analyse
 from stemkit_stemsplit.emulator._model import (
@@ -47,9 +48,12 @@ from stemkit_stemsplit.emulator._model import (
 )
 from stemkit_stemsplit.webhooks import compute_signature
 
-__all__ = ["API_PATH", "build_app"]
+__all__ = ["API_PATH", "FAULT_KINDS", "build_app"]
 
 API_PATH = "/api/v1"
+#: The faults this emulator fires: the kit middleware's, plus the job and storage faults it places itself.
+#: It serves no archives, so ``corrupt-zip`` and ``hostile-zip`` are refused.
+FAULT_KINDS = MIDDLEWARE_FAULTS | {"drop-download", "fail-job", "expire-job", "expire-urls"}
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
 _EXT = {"WAV": "wav", "MP3": "mp3", "FLAC": "flac"}
 _STORAGE_MAX = 5 * 1024**3
@@ -590,17 +594,25 @@ def _video_id(url: str) -> str | None:
 
 
 def build_app(state: State) -> tuple[RequestRecorder, Emulator]:
-    """The full stack: RequestRecorder(FaultMiddleware(ApiGate(router)))."""
+    """The full stack: RequestRecorder(FaultMiddleware(ApiGate(router))).
+
+    Its lifespan shutdown stops the background jobs and removes the storage folder (when the emulator
+    created it), so ``stemkit emulate stemsplit`` leaves nothing behind however it is stopped.
+    """
+    check_supported(state.config.faults, FAULT_KINDS, emulator="stemsplit")
     emu = Emulator(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        for task in list(emu.tasks):
-            task.cancel()
-        for task in list(emu.tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        try:
+            yield
+        finally:
+            for task in list(emu.tasks):
+                task.cancel()
+            for task in list(emu.tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            state.close()
 
     api = API_PATH
     e = emu.endpoint
