@@ -28,7 +28,6 @@ from stemkit.errors import (
     ProtocolError,
     ProviderError,
     ProviderUnavailableError,
-    StemkitError,
 )
 from stemkit.hosted import PollPolicy, RetryPolicy, Secret, read_key
 from stemkit.protocol import Capabilities
