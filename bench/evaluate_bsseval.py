@@ -49,11 +49,13 @@ def main() -> None:
         walls.append(wall)
         cpus.append(cpu)
     native_wall, native_cpu = statistics.median(walls), statistics.median(cpus)
-    print(f"native BSSEval v4          wall {native_wall:7.2f} s [{min(walls):.2f}-{max(walls):.2f}]  cpu {native_cpu:7.2f} s")
+    spread = f"[{min(walls):.2f}-{max(walls):.2f}]"
+    print(f"native BSSEval v4          wall {native_wall:7.2f} s {spread}  cpu {native_cpu:7.2f} s")
     prepared = BssReferences(refs, rate)
     _, ref_wall, _ = _timed(lambda: prepared.projector(tuple(DEMO_STEMS)))
     _, est_wall, est_cpu = _timed(lambda: prepared.evaluate(ests))
-    print(f"  of which reference-only  wall {ref_wall:7.2f} s; each further provider: wall {est_wall:.2f} s, cpu {est_cpu:.2f} s")
+    print(f"  of which reference-only  wall {ref_wall:7.2f} s")
+    print(f"  each further provider    wall {est_wall:7.2f} s, cpu {est_cpu:.2f} s")
     try:
         load_museval()
     except ConfigError as exc:
@@ -67,7 +69,8 @@ def main() -> None:
         mcpus.append(cpu)
     museval_wall, museval_cpu = statistics.median(mwalls), statistics.median(mcpus)
     print(f"museval 0.4.1 (mode v4)    wall {museval_wall:7.2f} s                 cpu {museval_cpu:7.2f} s")
-    assert frames is not None and theirs is not None
+    assert frames is not None
+    assert theirs is not None
     deviation = 0.0
     for stem in DEMO_STEMS:
         for metric in BSS_METRICS:

@@ -27,13 +27,13 @@ except ModuleNotFoundError:
     HAVE_SELENIUM = False
 
 MISSING = [
-    what
-    for what, ok in (("chromium", CHROMIUM), ("chromedriver", DRIVER), ("selenium", HAVE_SELENIUM))
-    if not ok
+    what for what, ok in (("chromium", CHROMIUM), ("chromedriver", DRIVER), ("selenium", HAVE_SELENIUM)) if not ok
 ]
 if REQUIRED and MISSING:
-    raise RuntimeError(f"STEMKIT_REQUIRE_BROWSER=1 but {', '.join(MISSING)} is missing (apt-get install chromium "
-                       "chromium-driver; pip install selenium)")
+    raise RuntimeError(
+        f"STEMKIT_REQUIRE_BROWSER=1 but {', '.join(MISSING)} is missing (apt-get install chromium "
+        "chromium-driver; pip install selenium)"
+    )
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"no real browser here: {', '.join(MISSING)} missing")
 
 EXCERPT = (2.0, 7.0)
@@ -91,7 +91,9 @@ def _wait(driver: Any, script: str, timeout: float = 60.0) -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: d.execute_script(script))
 
 
-def test_every_player_loads_with_the_excerpts_duration_and_the_page_logs_no_errors(browser: Any, report_page: Path) -> None:
+def test_every_player_loads_with_the_excerpts_duration_and_the_page_logs_no_errors(
+    browser: Any, report_page: Path
+) -> None:
     browser.get(report_page.as_uri())
     _wait(browser, "return Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1 || a.error)")
     players = browser.execute_script(

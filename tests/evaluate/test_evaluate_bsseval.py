@@ -39,7 +39,9 @@ needs_museval = pytest.mark.skipif(not MUSEVAL, reason="museval cannot be import
 
 def _run_isolated(code: str, path: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": path}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def _song(seed: int, stems: tuple[str, ...] = ("vocals", "drums"), seconds: float = 3.5):
@@ -99,7 +101,8 @@ def test_the_native_bss_needs_no_ffmpeg_and_no_museval(tmp_path: Path) -> None:
     code = (
         "import sys\nsys.modules['museval'] = None\n"
         "import numpy as np\nfrom stemkit.evaluate import bss_eval\n"
-        "rng = np.random.default_rng(0)\nr = {'a': rng.standard_normal((2, 4000)), 'b': rng.standard_normal((2, 4000))}\n"
+        "rng = np.random.default_rng(0)\n"
+        "r = {'a': rng.standard_normal((2, 4000)), 'b': rng.standard_normal((2, 4000))}\n"
         "e = {k: v + 0.1 * rng.standard_normal((2, 4000)) for k, v in r.items()}\n"
         "print(round(bss_eval(r, e, 4000, window_seconds=0.5, hop_seconds=0.5)['a']['bss-sdr']))\n"
     )
