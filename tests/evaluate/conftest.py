@@ -95,3 +95,32 @@ def musdb_root(tmp_path: Path, demo_dir: Path) -> Path:
             audio, rate = sf.read(demo_dir / f"{name}.wav", dtype="float32", always_2d=True)
             sf.write(folder / f"{name}.wav", audio * gain, rate, subtype="FLOAT")
     return root
+
+
+class TwoStemCopy(SeparatorBase):
+    """A vocals/instrumental provider: the reference vocals, and the mixture minus them as the instrumental."""
+
+    name = "twostem"
+
+    @property
+    def spec(self) -> str:
+        return "twostem"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(combinations=(("vocals", "instrumental"),), local=True)
+
+    def _separate(self, job: SeparationJob) -> RawResult:
+        folder = Path(job.source.path).parent
+        vocals, _ = sf.read(folder / "vocals.wav", dtype="float32", always_2d=True)
+        mixture, _ = sf.read(folder / "mixture.wav", dtype="float32", always_2d=True)
+        stems = {"vocals": vocals.T, "instrumental": (mixture - vocals).T}
+        return RawResult(stems={n: stems[n] for n in job.combination}, sample_rate=job.source.sample_rate)
+
+
+@pytest.fixture
+def twostem() -> Callable[..., TwoStemCopy]:
+    def make() -> TwoStemCopy:
+        return TwoStemCopy(None, {})
+
+    return make

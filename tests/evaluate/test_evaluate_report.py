@@ -78,7 +78,7 @@ def test_json_is_standard_and_keeps_infinities_and_nans_distinguishable(report: 
     assert values[("t1", "si-sdr")] == "inf"
     assert values[("t2", "si-sdr")] is None
     assert data["runs"][0]["rtf"] == pytest.approx(0.2)
-    assert data["format"] == "stemkit.compare/1"
+    assert data["format"] == "stemkit.compare/2"
 
 
 def test_csv_has_one_score_per_row(report: Report) -> None:
@@ -94,7 +94,10 @@ def test_markdown_has_the_score_agreement_and_run_tables(report: Report) -> None
     assert "**agreement: vocals**" in md
     assert "| a | - | 5.00 |" in md  # row a: its stem as the reference, b scored against it
     assert "| b | 6.00 | - |" in md
-    assert "**runs**" in md
+    assert "**overview**" in md
+    # time and cost sit in the same row as the song scores
+    assert "| a | - | - | - | 2/2 | 6.0 | 0.300 | 20 seconds | 1 |" in md
+    assert "- failed: b on t2: ProviderUnavailableError: server down" in md
 
 
 def test_plot_and_html_are_self_contained(report: Report, tmp_path: Path) -> None:
@@ -110,20 +113,21 @@ def test_plot_and_html_are_self_contained(report: Report, tmp_path: Path) -> Non
 
 def test_save_picks_the_format_from_the_suffix(report: Report, tmp_path: Path) -> None:
     assert json.loads(report.save(tmp_path / "r.json").read_text())["tracks"] == ["t1", "t2"]
-    assert report.save(tmp_path / "r.md").read_text().startswith("_dB")
+    assert report.save(tmp_path / "r.md").read_text().startswith("**overview**")
     with pytest.raises(ConfigError, match=r"r\.txt.*use \.html, \.png, \.json, \.csv or \.md"):
         report.save(tmp_path / "r.txt")
 
 
-def test_without_matplotlib_plots_are_a_config_error_naming_the_extra(
+def test_without_matplotlib_plots_are_a_config_error_and_html_says_why_it_has_none(
     report: Report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` sees when it is absent
     with pytest.raises(ConfigError, match=r"stemkit\[plot\].*or write \.json, \.csv or \.md"):
         report.plot(tmp_path / "x.png")
-    with pytest.raises(ConfigError, match="matplotlib"):
-        report.to_html()
     assert not (tmp_path / "x.png").exists()
+    page = report.to_html()
+    assert "The plot needs matplotlib" in page
+    assert "<table>" in page
 
 
 def test_import_stemkit_does_not_import_evaluate_or_matplotlib() -> None:
@@ -169,7 +173,10 @@ def test_cli_compare_prints_the_table_and_writes_reports(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--metrics", "loudness"], "unknown metric 'loudness'"),
+        (["--metrics", "loudnes"], "unknown metric 'loudnes'"),
+        (["--label", "fast"], "--label fast: write NAME=SPEC"),
+        (["--excerpt", "60:40", "--report", "r.html"], "excerpt: 60:40 is not a range"),
+        (["--excerpt", "10:20"], "--excerpt: only the HTML report"),
         (["--references", "{demo}", "--musdb", "{demo}"], "--references and --musdb"),
         (["--report", "out.docx"], "--report out.docx: unknown format"),
         (["--metrics", "sdr"], "scores against references"),

@@ -29,23 +29,63 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
 
 
+def _labelled(providers: list[str] | None, labels: list[str]) -> dict[str, str] | list[str]:
+    """``-p`` specs plus ``--label NAME=SPEC``: a label names the listed provider with that spec, or adds it."""
+    specs = list(providers or [])
+    if not labels:
+        return specs or ["dsp"]
+    from stemkit.config import parse_chain, render_chain
+
+    def canonical(spec: str) -> str:
+        return render_chain(parse_chain(spec))
+
+    named: dict[str, str] = {}
+    for item in labels:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ConfigError(f"--label {item}: write NAME=SPEC, e.g. --label fast=dsp")
+        if name.strip() in named:
+            raise ConfigError(f"--label {item}: the label {name.strip()!r} is given twice")
+        named[name.strip()] = spec.strip()
+    by_spec = {canonical(spec): label for label, spec in named.items()}
+    out: dict[str, str] = {}
+    from stemkit.evaluate.labels import short_labels
+
+    automatic = short_labels(specs)
+    for spec, auto in zip(specs, automatic, strict=True):
+        label = by_spec.pop(canonical(spec), auto)
+        out[label] = spec
+    for spec, label in by_spec.items():
+        out[label] = spec
+    return out
+
+
 def compare_command(
     inputs: list[str] = typer.Argument(
         None, help="Audio files or folders; with --musdb and no input, every track's mixture."
     ),
     providers: list[str] = typer.Option(
-        ["dsp"], "-p", "--provider", help="A provider spec to compare (repeat: -p dsp -p 'ezstems?stems=4')."
+        None, "-p", "--provider", help="A provider spec to compare (repeat: -p dsp -p 'ezstems?stems=4'). Default: dsp."
+    ),
+    labels: list[str] = typer.Option(
+        [], "--label", help="NAME=SPEC: show the provider SPEC as NAME (adds it if not given with -p); repeatable."
     ),
     references: Path | None = typer.Option(
         None, "--references", help="Reference stems: a stem folder for one input, or a MUSDB18-HQ layout."
     ),
     musdb: Path | None = typer.Option(None, "--musdb", help="A MUSDB18-HQ root (train/ and test/ track folders)."),
     metrics: str | None = typer.Option(
-        None, "--metrics", help="Comma-separated: sdr, si-sdr, bss, consistency, agreement."
+        None,
+        "--metrics",
+        help="Comma-separated: sdr, si-sdr, bss (against references); consistency, agreement, consensus, leakage, "
+        "peak, clipped, loudness, activity, or indicators for all of these (no references needed).",
     ),
-    stems: str | None = typer.Option(None, "--stems", help="Stems to request and score, e.g. vocals,drums."),
+    stems: str | None = typer.Option(None, "--stems", help="Stems to score, e.g. vocals,drums (default: all it can)."),
     reports: list[Path] = typer.Option(
-        [], "--report", help="Write the report: out.html, .png, .json, .csv or .md (repeatable)."
+        [], "--report", help="Write the report: out.html (with players), .png, .json, .csv or .md (repeatable)."
+    ),
+    excerpt: str | None = typer.Option(
+        None, "--excerpt", help="START:END seconds the HTML report plays (default: the busiest 20 s)."
     ),
     cache: Path | None = typer.Option(
         None, "--cache", help="Keep separations in this folder, so a re-run bills no provider twice."
@@ -56,27 +96,35 @@ def compare_command(
 ) -> int:
     """Separate each input with every provider, score the stems, and print the table."""
     from stemkit.evaluate.comparison import compare
+    from stemkit.evaluate.listening import parse_excerpt
 
     if references is not None and musdb is not None:
         raise ConfigError("--references and --musdb both given; use one (both name the reference folder)")
     for target in reports:
         if target.suffix.lower() not in {".html", ".png", ".json", ".csv", ".md"}:
             raise ConfigError(f"--report {target}: unknown format; use .html, .png, .json, .csv or .md")
+    html = any(t.suffix.lower() == ".html" for t in reports)
+    if excerpt is not None:
+        parse_excerpt(excerpt)  # a bad range fails before any separation
+        if not html:
+            raise ConfigError("--excerpt: only the HTML report plays an excerpt; add --report NAME.html")
     with _Bar() as bar:
         report = compare(
             inputs or None,
-            providers,
+            _labelled(providers, labels),
             references=references if references is not None else musdb,
             metrics=metrics,
             stems=stems,
             baselines=not no_baselines,
             cache=cache,
             progress=bar.report,
+            excerpt=(excerpt or "auto") if html else None,
         )
     console.print(report.table(width=max(80, console.width)), end="")
     for target in reports:
         written = report.save(target)
-        err_console.print(f"report: {written}")
+        size = written.stat().st_size
+        err_console.print(f"report: {written} ({size / 1e6:.1f} MB)" if size > 1e5 else f"report: {written}")
     for run in report.failures:
         print_error(StemkitError(f"{run.provider} failed on {run.track}: {run.error_class}: {run.error}"))
     return 1 if report.failures else 0

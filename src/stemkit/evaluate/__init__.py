@@ -13,9 +13,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stemkit.evaluate.bsseval import bss_eval
+    from stemkit.evaluate.bsseval import BssFrames, BssReferences, bss_eval, bss_eval_frames
     from stemkit.evaluate.cache import SeparationCache
     from stemkit.evaluate.comparison import compare
+    from stemkit.evaluate.indicators import activity, clipped_samples, consensus, leakage, loudness, peak_dbfs
     from stemkit.evaluate.metrics import agreement, mixture_consistency, sdr, sdr_and_si_sdr, si_sdr, song_sdr
     from stemkit.evaluate.report import Report, RunRecord, Score
 
@@ -27,6 +28,15 @@ _LAZY = {
     "mixture_consistency": "stemkit.evaluate.metrics",
     "agreement": "stemkit.evaluate.metrics",
     "bss_eval": "stemkit.evaluate.bsseval",
+    "bss_eval_frames": "stemkit.evaluate.bsseval",
+    "BssFrames": "stemkit.evaluate.bsseval",
+    "BssReferences": "stemkit.evaluate.bsseval",
+    "activity": "stemkit.evaluate.indicators",
+    "clipped_samples": "stemkit.evaluate.indicators",
+    "consensus": "stemkit.evaluate.indicators",
+    "leakage": "stemkit.evaluate.indicators",
+    "loudness": "stemkit.evaluate.indicators",
+    "peak_dbfs": "stemkit.evaluate.indicators",
     "compare": "stemkit.evaluate.comparison",
     "Report": "stemkit.evaluate.report",
     "RunRecord": "stemkit.evaluate.report",
@@ -35,14 +45,23 @@ _LAZY = {
 }
 
 __all__ = [
+    "BssFrames",
+    "BssReferences",
     "Report",
     "RunRecord",
     "Score",
     "SeparationCache",
+    "activity",
     "agreement",
     "bss_eval",
+    "bss_eval_frames",
+    "clipped_samples",
     "compare",
+    "consensus",
+    "leakage",
+    "loudness",
     "mixture_consistency",
+    "peak_dbfs",
     "sdr",
     "sdr_and_si_sdr",
     "si_sdr",

@@ -1,9 +1,7 @@
-"""The report's picture (matplotlib, an optional extra) and its self-contained HTML page."""
+"""The report's picture (matplotlib, an optional extra): grouped bars of the reference-based scores."""
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 import os
@@ -15,7 +13,7 @@ from stemkit.errors import ConfigError
 if TYPE_CHECKING:
     from stemkit.evaluate.report import Report
 
-__all__ = ["html_report", "plot_report"]
+__all__ = ["plot_report", "report_png"]
 
 
 def _pyplot() -> Any:
@@ -35,13 +33,16 @@ def _pyplot() -> Any:
     return matplotlib, Figure, FigureCanvasAgg
 
 
-def _png(report: Report, dpi: int) -> bytes:
+def report_png(report: Report, dpi: int) -> bytes:
     _, figure_class, canvas_class = _pyplot()
     from stemkit.evaluate.report import METRIC_LABELS, SONG
 
     metrics = report.table_metrics
     if not metrics:
-        raise ConfigError("report: nothing to plot; the comparison computed no per-stem metric")
+        raise ConfigError(
+            "report: nothing to plot; the comparison computed no reference-based score (the plot shows sdr, "
+            "si-sdr and bss against references)"
+        )
     aggregates = report.aggregates()
     panels = len(metrics)
     fig = figure_class(figsize=(max(6.0, 1.6 * (len(report.stems) + 1) + 2.0), 2.8 * panels + 0.6), dpi=dpi)
@@ -84,55 +85,9 @@ def _png(report: Report, dpi: int) -> bytes:
 
 
 def plot_report(report: Report, path: Path, *, dpi: int = 110) -> Path:
-    data = _png(report, dpi)
+    data = report_png(report, dpi)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
-th { background: #f3f3f3; }
-caption, .caption { color: #555; font-style: italic; }
-img { max-width: 100%; }
-"""
-
-
-def html_report(report: Report) -> str:
-    """One HTML page, no external resources: tables, agreement matrices, runs, and the plot inline."""
-    image = base64.b64encode(_png(report, 110)).decode("ascii")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>stemkit compare</title>',
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>stemkit compare</h1>",
-        f'<p class="caption">{html.escape(report.caption())}</p>',
-        "<h2>Scores</h2>",
-        _html_table(*report.summary_rows()),
-    ]
-    for stem, header, rows in report.agreement_tables():
-        parts += [
-            f"<h2>Agreement: {html.escape(stem)}</h2>",
-            "<p class=\"caption\">SDR (dB) of the column's stem against the row's</p>",
-            _html_table(header, rows),
-        ]
-    parts += [
-        "<h2>Runs</h2>",
-        '<p class="caption">wall s: total over tracks; RTF: wall seconds per audio second</p>',
-        _html_table(*report.run_rows()),
-        "<h2>Plot</h2>",
-        f'<img alt="scores per stem and provider" src="data:image/png;base64,{image}">',
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"

@@ -10,6 +10,11 @@ Two layouts are understood:
 File names are mapped to canonical stems with stemkit's aliases (``accompaniment.wav`` → instrumental);
 an audio file whose name is neither a stem nor ``mixture`` is an error, because silently leaving it out
 would change what "other" means.
+
+Stems the files do not hold directly are **derived the way a provider's are** (:func:`stemkit.stems.plan_stems`
+with the reference files as the one combination): ``instrumental`` of a MUSDB18 track is drums + bass +
+other, and with a ``mixture`` file, what the stems leave out of it (mixture − Σ stems) is available too, so a
+folder of vocals + mixture gives an instrumental reference.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ import numpy as np
 from stemkit.audio import FloatArray, open_source
 from stemkit.errors import ConfigError, InputError
 from stemkit.inputs import AUDIO_SUFFIXES
-from stemkit.stems import CANONICAL_STEMS, canonical_name
+from stemkit.stems import CANONICAL_STEMS, Plan, canonical_name, plan_stems
 
-__all__ = ["LoadedReferences", "ReferenceSet", "find_reference_sets", "match_references"]
+__all__ = ["LoadedReferences", "ReferenceSet", "derivable", "derive", "find_reference_sets", "match_references"]
 
 _MIXTURE_NAMES = frozenset({"mixture", "mix"})
 
@@ -73,6 +78,46 @@ class ReferenceSet:
             for audio in arrays.values():
                 mixture += audio
         return LoadedReferences(arrays, mixture, rate, is_sum)
+
+
+def _reference_plan(files: Sequence[str], stems: Sequence[str], has_mixture: bool) -> Plan | None:
+    try:
+        plan = plan_stems(list(stems), [tuple(files)], provider="references")
+    except ConfigError:
+        return None
+    if plan.needs_mixture and not has_mixture:
+        return None  # the residual of stems summed into a mixture is zero, not what the stem means
+    return plan
+
+
+def derivable(references: ReferenceSet) -> tuple[str, ...]:
+    """Every canonical stem the reference files give, directly or by derivation, in canonical order."""
+    files = tuple(references.stems)
+    has_mixture = references.mixture is not None
+    return tuple(s for s in CANONICAL_STEMS if _reference_plan(files, [s], has_mixture) is not None)
+
+
+def derive(references: LoadedReferences, stems: Sequence[str]) -> dict[str, FloatArray]:
+    """Reference audio for ``stems``, derived stems computed as sums (and the mixture's residual) of the files."""
+    files = tuple(references.stems)
+    plan = _reference_plan(files, stems, not references.mixture_is_sum)
+    if plan is None:
+        raise ConfigError(f"references: cannot derive {', '.join(stems)} from the reference stems {', '.join(files)}")
+    out: dict[str, FloatArray] = {}
+    residual: FloatArray | None = None
+    for derivation in plan.outputs:
+        if derivation.direct:
+            out[derivation.name] = references.stems[derivation.name]
+            continue
+        total = np.zeros_like(references.mixture)
+        for source in derivation.sources:
+            total += references.stems[source]
+        if derivation.uses_residual:
+            if residual is None:
+                residual = references.mixture - np.sum([references.stems[f] for f in files], axis=0, dtype=np.float32)
+            total += residual
+        out[derivation.name] = total
+    return out
 
 
 def _read(path: Path) -> tuple[FloatArray, int]:

@@ -1,9 +1,12 @@
 """The result of :func:`stemkit.compare`: every score, every run, and the ways people read them.
 
-Scores are long-format rows (track × provider × stem × metric). Aggregates use the **median over tracks**,
-as SiSEC reports, with the **mean** beside it, labelled. The pseudo-stem ``song`` holds a track's score over
-all its stems (the MDX challenge's song score: the mean over stems) and, for ``consistency``, the whole
-separation's value.
+Scores are long-format rows (track × provider × stem × metric). Two kinds are kept apart everywhere they
+are shown: **scores** measured against reference stems (SDR, SI-SDR, BSSEval v4) and **indicators** that need
+no reference (mixture consistency, agreement and consensus between providers, leakage between a provider's
+stems, peak level, clipping, loudness, activity). Aggregates use the **median over tracks**, as SiSEC
+reports, with the **mean** beside it, labelled. The pseudo-stem ``song`` holds a track's score over all its
+stems (the MDX challenge's song score: the mean over stems) and, for ``consistency``, the whole separation's
+value.
 
 Non-finite values are kept, not hidden: JSON writes NaN as ``null`` and ±inf as the strings ``"inf"`` and
 ``"-inf"``; CSV, Markdown and the terminal table write ``nan``, ``inf`` and ``-inf``.
@@ -28,19 +31,133 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from stemkit.evaluate.cache import SeparationCache
+    from stemkit.evaluate.listening import Listening
 
-__all__ = ["METRIC_LABELS", "SONG", "Aggregate", "Report", "RunRecord", "Score"]
+__all__ = ["INDICATORS", "METRIC_INFO", "METRIC_LABELS", "SCORES", "SONG", "Aggregate", "Report", "RunRecord", "Score"]
 
 SONG = "song"
-METRIC_LABELS = {
-    "sdr": "SDR",
-    "si-sdr": "SI-SDR",
-    "bss-sdr": "BSS SDR",
-    "bss-sir": "BSS SIR",
-    "bss-isr": "BSS ISR",
-    "bss-sar": "BSS SAR",
-    "consistency": "consistency",
-    "agreement": "agreement",
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    label: str
+    unit: str
+    kind: str  # "score" (against references) | "indicator" (no references)
+    meaning: str
+
+
+#: Every metric stemkit reports: its column label, unit, kind and a one-line meaning.
+METRIC_INFO: dict[str, MetricInfo] = {
+    "sdr": MetricInfo(
+        "SDR",
+        "dB",
+        "score",
+        "signal-to-distortion ratio as the Music Demixing Challenge scores it: "
+        "reference energy over the energy of everything that differs from it; higher is better",
+    ),
+    "si-sdr": MetricInfo(
+        "SI-SDR",
+        "dB",
+        "score",
+        "scale-invariant SDR: the same after the best gain is applied to the "
+        "reference, so a wrong overall level is not counted; higher is better",
+    ),
+    "bss-sdr": MetricInfo(
+        "BSS SDR",
+        "dB",
+        "score",
+        "BSSEval v4 SDR (SiSEC 2018): distortion of any kind, median over 1 s frames; higher is better",
+    ),
+    "bss-sir": MetricInfo(
+        "BSS SIR",
+        "dB",
+        "score",
+        "BSSEval v4 source-to-interference ratio: how little of the other stems leaked in; higher is better",
+    ),
+    "bss-isr": MetricInfo(
+        "BSS ISR",
+        "dB",
+        "score",
+        "BSSEval v4 image-to-spatial distortion ratio: how faithful the stereo image is; higher is better",
+    ),
+    "bss-sar": MetricInfo(
+        "BSS SAR",
+        "dB",
+        "score",
+        "BSSEval v4 source-to-artefacts ratio: how little was added that no "
+        "reference explains (musical noise, smearing); higher is better",
+    ),
+    "consistency": MetricInfo(
+        "consistency",
+        "dB",
+        "indicator",
+        "how well the stems add back up to the input "
+        "(input energy over what the stems' sum leaves out); ~100+ dB is exact, but an even "
+        "split of the input would score it too: not a quality score",
+    ),
+    "agreement": MetricInfo(
+        "agreement",
+        "dB",
+        "indicator",
+        "SDR of one provider's stem against another's, as if it "
+        "were the reference: high means the two make the same choices, not that either is right",
+    ),
+    "consensus": MetricInfo(
+        "consensus",
+        "dB",
+        "indicator",
+        "SDR of the stem against the sample-wise median of the "
+        "other providers' same stem: the odd one out scores far below the rest",
+    ),
+    "leakage": MetricInfo(
+        "leakage",
+        "dB",
+        "indicator",
+        "share of the stem's energy that is the waveform of the same "
+        "provider's other stems (per 1 s); lower is better, -30 dB or less is clean",
+    ),
+    "peak": MetricInfo(
+        "peak",
+        "dBFS",
+        "indicator",
+        "sample peak; at or above 0 dBFS the stem clips when written to WAV PCM, FLAC or MP3",
+    ),
+    "clipped": MetricInfo(
+        "clipped",
+        "samples",
+        "indicator",
+        "samples (per channel) at or beyond full scale: each one clips when the stem is written at full scale",
+    ),
+    "loudness": MetricInfo(
+        "loudness",
+        "LUFS",
+        "indicator",
+        "integrated loudness (EBU R128 / ITU-R BS.1770-4, gated); -inf when the stem never rises above -70 LUFS",
+    ),
+    "activity": MetricInfo(
+        "activity",
+        "%",
+        "indicator",
+        "share of 100 ms blocks louder than -60 dBFS: 0 % is a silent stem; compare it with what you hear in the song",
+    ),
+}
+SCORES = tuple(m for m, info in METRIC_INFO.items() if info.kind == "score")
+INDICATORS = tuple(m for m, info in METRIC_INFO.items() if info.kind == "indicator")
+METRIC_LABELS = {name: info.label for name, info in METRIC_INFO.items()}
+#: What the other columns and words of a report mean.
+TERMS = {
+    "song": "a track's value over all its stems: the mean over stems (the MDX challenge's song score); for "
+    "consistency, the whole separation",
+    "scored on": "the stems a provider was scored on: those it produces or derives among the reference stems; "
+    "* marks a reference derived from the reference files (instrumental = the sum of the non-vocal stems)",
+    "median (mean)": "over several tracks, the median over tracks (as SiSEC reports) with the mean in parentheses",
+    "ok": "separations that succeeded, out of those attempted",
+    "wall s": "wall-clock seconds of the separations, summed over tracks (when first made, if cached)",
+    "RTF": "real-time factor: wall seconds per second of audio, median over tracks (below 1 is faster than real time)",
+    "cost": "what the provider reported it charged, summed over tracks",
+    "cached": "separations served from the cache instead of being made again",
+    "mixture": "baseline: the mixture as the estimate of every stem; any separator should beat it",
+    "oracle": "baseline: ideal ratio masks built from the references; roughly what a mask-based separator could reach",
 }
 PLOT_EXTRA_HINT = 'pip install "stemkit[plot]" (or: pip install matplotlib)'
 
@@ -74,6 +191,7 @@ class RunRecord:
     lag_seconds: float | None = None
     error: str | None = None
     error_class: str | None = None
+    stems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -115,6 +233,19 @@ def _aggregate(values: Sequence[float]) -> tuple[float, float, float, float, int
     return median, mean, q25, q75, int(arr.size)
 
 
+def _fmt_metric(metric: str, value: float | None) -> str:
+    """A value in its metric's own format (counts as integers, activity as a percentage)."""
+    if value is None or not math.isfinite(value):
+        return _fmt(value)
+    if metric == "clipped":
+        return f"{value:.0f}"
+    if metric == "activity":
+        return f"{value:.0f}%"
+    if metric in {"peak", "loudness"}:
+        return f"{value:.1f}"
+    return _fmt(value)
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -145,6 +276,14 @@ class Report:
     runs: list[RunRecord] = field(default_factory=list)
     references: bool = False
     cache: SeparationCache | None = field(default=None, repr=False, compare=False)
+    specs: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    derived_references: list[str] = field(default_factory=list)
+    listening: Listening | None = field(default=None, repr=False, compare=False)
+
+    def add_note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
 
     # -- reading ----------------------------------------------------------------------------------------
     @property
@@ -167,8 +306,13 @@ class Report:
 
     @property
     def table_metrics(self) -> list[str]:
-        """The metrics shown per provider and stem (agreement is a matrix of its own)."""
-        return [m for m in self.metrics if m != "agreement"]
+        """Reference-based metrics shown per provider and stem."""
+        return [m for m in self.metrics if m in SCORES]
+
+    @property
+    def indicator_metrics(self) -> list[str]:
+        """Indicators shown per provider and stem (agreement is a matrix of its own)."""
+        return [m for m in self.metrics if m in INDICATORS and m != "agreement"]
 
     def aggregates(self) -> list[Aggregate]:
         """Every (provider, stem, metric[, against]) over tracks, in provider, stem and metric order."""
@@ -194,23 +338,76 @@ class Report:
             out.append(Aggregate(key[0], key[1], key[2], median, mean, q25, q75, n, key[3]))
         return out
 
-    def summary_rows(self) -> tuple[list[str], list[list[str]]]:
-        """Provider × stem rows, one column per table metric: "median (mean)" when there are several tracks."""
+    def _rows(self, metrics: Sequence[str], stems: Sequence[str]) -> list[list[str]]:
         many = len(self.tracks) > 1
         cells: dict[tuple[str, str], dict[str, str]] = {}
         for agg in self.aggregates():
-            if agg.metric == "agreement":
+            if agg.metric not in metrics or agg.against is not None:
                 continue
-            text = _fmt(agg.median) if not many else f"{_fmt(agg.median)} ({_fmt(agg.mean)})"
+            text = _fmt_metric(agg.metric, agg.median)
+            if many:
+                text += f" ({_fmt_metric(agg.metric, agg.mean)})"
             cells.setdefault((agg.provider, agg.stem), {})[agg.metric] = text
-        header = ["provider", "stem", *(METRIC_LABELS.get(m, m) for m in self.table_metrics)]
         rows = []
         for provider in self.providers:
-            for stem in [*self.stems, SONG]:
+            for stem in stems:
                 row = cells.get((provider, stem))
                 if row:
-                    rows.append([provider, stem, *(row.get(m, "-") for m in self.table_metrics)])
+                    rows.append([provider, stem, *(row.get(m, "-") for m in metrics)])
+        return rows
+
+    def summary_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Reference-based scores, provider × stem rows: "median (mean)" when there are several tracks."""
+        metrics = self.table_metrics
+        header = ["provider", "stem", *(METRIC_LABELS.get(m, m) for m in metrics)]
+        return header, self._rows(metrics, [*self.stems, SONG])
+
+    def indicator_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Reference-free indicators, provider × stem rows (``song`` holds consistency)."""
+        metrics = self.indicator_metrics
+        header = ["provider", "stem", *(f"{METRIC_LABELS.get(m, m)} ({METRIC_INFO[m].unit})" for m in metrics)]
+        return header, self._rows(metrics, [*self.stems, SONG])
+
+    def _scored_on(self, provider: str) -> str:
+        stems: list[str] = []
+        for run in self.runs:
+            if run.provider == provider and run.ok:
+                stems += [s for s in run.stems if s not in stems]
+        marked = [f"{s}*" if s in self.derived_references else s for s in stems]
+        return ", ".join(marked) or "-"
+
+    def overview_rows(self) -> tuple[list[str], list[list[str]]]:
+        """One row per provider: what it was scored on, its song scores, and what it took (time, cost)."""
+        metrics = self.table_metrics
+        many = len(self.tracks) > 1
+        song = {(a.provider, a.metric): a for a in self.aggregates() if a.stem == SONG and a.against is None}
+        header = ["provider", *(["scored on"] if self.references else [])]
+        header += [f"song {METRIC_LABELS.get(m, m)}" for m in metrics]
+        header += ["ok", "wall s", "RTF", "cost", "cached"]
+        _, runs = self.run_rows()
+        by_provider = {row[0]: row for row in runs}
+        rows = []
+        for provider in self.providers:
+            row = [provider, *([self._scored_on(provider)] if self.references else [])]
+            for metric in metrics:
+                agg = song.get((provider, metric))
+                text = "-" if agg is None else _fmt_metric(metric, agg.median)
+                if agg is not None and many:
+                    text += f" ({_fmt_metric(metric, agg.mean)})"
+                row.append(text)
+            run = by_provider[provider]
+            row += [run[1], run[2], run[3], run[4], run[5]]
+            rows.append(row)
         return header, rows
+
+    def legend(self) -> list[tuple[str, str]]:
+        """(term, meaning) for every column and metric this report shows."""
+        out = [(f"{METRIC_LABELS.get(m, m)} ({METRIC_INFO[m].unit})", METRIC_INFO[m].meaning) for m in self.metrics]
+        terms = ["song", *(["scored on"] if self.references else []), "median (mean)"] if self.metrics else []
+        terms += ["ok", "wall s", "RTF", "cost", "cached"]
+        terms += [b for b in ("mixture", "oracle") if b in self.providers]
+        out += [(term, TERMS[term]) for term in terms if term != "median (mean)" or len(self.tracks) > 1]
+        return out
 
     def run_rows(self) -> tuple[list[str], list[list[str]]]:
         header = ["provider", "ok", "wall s", "RTF (median)", "cost", "cached", "failures"]
@@ -259,27 +456,47 @@ class Report:
         ref = "against references" if self.references else "without references"
         return f"dB, {agg}; {len(self.tracks)} {track_word}, {ref}; higher is better"
 
+    def indicator_caption(self) -> str:
+        agg = "median over tracks (mean)" if len(self.tracks) > 1 else "one track"
+        return f"no references needed; {agg}; each column has its own unit and meaning (see the legend)"
+
+    def failure_lines(self) -> list[str]:
+        return [f"{r.provider} on {r.track}: {r.error_class}: {r.error}" for r in self.failures]
+
     # -- writing ----------------------------------------------------------------------------------------
+    def sections(self) -> list[tuple[str, str, list[str], list[list[str]]]]:
+        """(title, caption, header, rows) of every table, in reading order."""
+        out = []
+        header, rows = self.overview_rows()
+        out.append(("overview", "song scores, and what each provider took (time, cost)", header, rows))
+        if self.table_metrics:
+            header, rows = self.summary_rows()
+            out.append(("scores (against references)", self.caption(), header, rows))
+        if self.indicator_metrics:
+            header, rows = self.indicator_rows()
+            if rows:
+                out.append(("indicators (no references needed)", self.indicator_caption(), header, rows))
+        for stem, agree_header, agree_rows in self.agreement_tables():
+            out.append(
+                (f"agreement: {stem}", "SDR (dB) of the column's stem against the row's", agree_header, agree_rows)
+            )
+        return out
+
     def renderables(self) -> list[RenderableType]:
         """rich tables for a terminal (what :meth:`table` renders to text)."""
         from rich.table import Table
+        from rich.text import Text
 
         out: list[RenderableType] = []
-        header, rows = self.summary_rows()
-        scores = Table(*header, title="scores", caption=self.caption())
-        for row in rows:
-            scores.add_row(*row)
-        out.append(scores)
-        for stem, agree_header, agree_rows in self.agreement_tables():
-            agreement = Table(*agree_header, title=f"agreement: {stem} (SDR dB, median over tracks)")
-            for row in agree_rows:
-                agreement.add_row(*row)
-            out.append(agreement)
-        run_header, run_rows = self.run_rows()
-        runs = Table(*run_header, title="runs", caption="wall s: total over tracks; RTF: wall / audio seconds")
-        for row in run_rows:
-            runs.add_row(*row)
-        out.append(runs)
+        for title, caption, header, rows in self.sections():
+            table = Table(*header, title=title, caption=caption)
+            for row in rows:
+                table.add_row(*row)
+            out.append(table)
+        for line in self.failure_lines():
+            out.append(Text(f"failed: {line}"))
+        for note in self.notes:
+            out.append(Text(f"note: {note}"))
         return out
 
     def table(self, width: int = 120) -> str:
@@ -303,19 +520,46 @@ class Report:
         for run in self.runs:
             record = asdict(run)
             record["rtf"] = run.rtf
+            record["spec"] = self.specs.get(run.provider, run.provider)
             runs.append(clean(record))
+        listening = None
+        if self.listening is not None:
+            listening = {
+                "track": self.listening.track,
+                "start": self.listening.start,
+                "end": self.listening.end,
+                "chosen": self.listening.chosen,
+                "clips": [
+                    {"stem": c.stem, "source": c.source, "mime": c.mime, "bytes": len(c.audio)}
+                    for c in self.listening.clips
+                ],
+            }
         return {
-            "format": "stemkit.compare/1",
-            "unit": "dB",
+            "format": "stemkit.compare/2",
+            "unit": "dB unless the metric says otherwise (metric_info)",
             "aggregation": "median over tracks (mean also given)",
             "references": self.references,
             "tracks": list(self.tracks),
             "providers": list(self.providers),
+            "specs": {label: self.specs.get(label, label) for label in self.providers},
             "stems": list(self.stems),
+            "derived_references": list(self.derived_references),
             "metrics": list(self.metrics),
+            "metric_info": {
+                m: {
+                    "label": METRIC_INFO[m].label,
+                    "unit": METRIC_INFO[m].unit,
+                    "kind": METRIC_INFO[m].kind,
+                    "meaning": METRIC_INFO[m].meaning,
+                }
+                for m in self.metrics
+                if m in METRIC_INFO
+            },
             "aggregate": [clean(asdict(a)) for a in self.aggregates()],
             "scores": [clean(asdict(s)) for s in self.scores],
             "runs": runs,
+            "notes": list(self.notes),
+            "listening": listening,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -333,21 +577,18 @@ class Report:
         return buffer.getvalue()
 
     def to_markdown(self) -> str:
-        """The score table, agreement matrices and run table as GitHub-flavoured Markdown."""
-        parts = [f"_{self.caption()}_", "", _md_table(*self.summary_rows())]
-        for stem, header, rows in self.agreement_tables():
-            parts += [
-                "",
-                f"**agreement: {stem}** (SDR dB of the column's stem against the row's)",
-                "",
-                _md_table(header, rows),
-            ]
-        parts += [
-            "",
-            "**runs** (wall s: total over tracks; RTF: wall / audio seconds)",
-            "",
-            _md_table(*self.run_rows()),
-        ]
+        """Every table, then the notes and the legend, as GitHub-flavoured Markdown."""
+        parts: list[str] = []
+        for title, caption, header, rows in self.sections():
+            parts += [f"**{title}** ({caption})", "", _md_table(header, rows), ""]
+        for line in self.failure_lines():
+            parts.append(f"- failed: {line}")
+        for note in self.notes:
+            parts.append(f"- note: {note}")
+        if self.failures or self.notes:
+            parts.append("")
+        parts += ["**legend**", ""]
+        parts += [f"- **{term}**: {meaning}" for term, meaning in self.legend()]
         return "\n".join(parts) + "\n"
 
     def plot(self, path: str | Path, *, dpi: int = 110) -> Path:
@@ -358,8 +599,9 @@ class Report:
         return plot_report(self, Path(path), dpi=dpi)
 
     def to_html(self) -> str:
-        """A self-contained HTML page: the tables and the plot (embedded PNG). Needs matplotlib."""
-        from stemkit.evaluate.plot import html_report
+        """A self-contained HTML page that works offline: the tables, the legend, the plot (with matplotlib),
+        and, when the comparison kept an excerpt, a player per provider and stem with A/B switching."""
+        from stemkit.evaluate.html import html_report
 
         return html_report(self)
 
