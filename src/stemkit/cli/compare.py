@@ -53,6 +53,11 @@ def compare_command(
     no_baselines: bool = typer.Option(
         False, "--no-baselines", help="Leave out the mixture and oracle baselines added with references."
     ),
+    fit_ensemble: bool = typer.Option(
+        False, "--fit-ensemble",
+        help="Also fit mean-ensemble weights of the providers on the references and print the spec that scores "
+        "best (in-sample).",
+    ),
 ) -> int:
     """Separate each input with every provider, score the stems, and print the table."""
     from stemkit.evaluate.comparison import compare
@@ -62,6 +67,9 @@ def compare_command(
     for target in reports:
         if target.suffix.lower() not in {".html", ".png", ".json", ".csv", ".md"}:
             raise ConfigError(f"--report {target}: unknown format; use .html, .png, .json, .csv or .md")
+    members = [p for p in providers if p.strip() not in ("mixture", "oracle") and not p.strip().startswith("oracle?")]
+    if fit_ensemble and ((references is None and musdb is None) or len(members) < 2):
+        raise ConfigError("--fit-ensemble needs --references (or --musdb) and at least two providers (-p A -p B)")
     with _Bar() as bar:
         report = compare(
             inputs or None,
@@ -79,6 +87,13 @@ def compare_command(
         err_console.print(f"report: {written}")
     for run in report.failures:
         print_error(StemkitError(f"{run.provider} failed on {run.track}: {run.error_class}: {run.error}"))
+    if fit_ensemble:
+        from stemkit.compose.fit_weights import fit_ensemble as fit
+
+        reference_root = references if references is not None else musdb
+        assert reference_root is not None
+        fitted = fit(inputs or None, members, references=reference_root, stems=stems, cache=report.cache)
+        console.print(fitted.table(), markup=False, highlight=False)
     return 1 if report.failures else 0
 
 

@@ -164,6 +164,9 @@ def _spectral(
         seg_start, seg_stop = max(0, start - margin), min(frames, stop + margin)
         # One transform for every member and channel: (members, channels, bins, slices).
         stack = np.stack([m.block(seg_start, seg_stop) for m in members]).astype(np.float64)
+        length = stack.shape[-1]
+        if length < n_fft:  # the transform wants a window's worth; zeros past the end are what it pads with anyway
+            stack = np.pad(stack, [(0, 0)] * (stack.ndim - 1) + [(0, n_fft - length)])
         spectra = stft.stft(stack, axis=-1)
         magnitudes = np.abs(spectra)
         if method == "max_spec":
@@ -175,6 +178,6 @@ def _spectral(
         ref, ref_magnitude = spectra[reference], magnitudes[reference]
         # The reference's unit phasor; where it is silent any phase will do (1).
         phase = np.divide(ref, ref_magnitude, out=np.ones_like(ref), where=ref_magnitude > 0)
-        signal = stft.istft(magnitude * phase, k1=seg_stop - seg_start)
+        signal = stft.istft(magnitude * phase, k1=stack.shape[-1])
         out[:, start:stop] = signal[:, start - seg_start : stop - seg_start]
     return out
