@@ -298,3 +298,12 @@ def test_closing_closes_what_the_ensemble_loaded_only(noisy: Noisy) -> None:
     assert not mine._closed
     with pytest.raises(stemkit.StemkitError, match="closed"):
         ens.separate("song.wav")
+
+
+def test_a_spectral_method_without_scipy_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy.signal", None)
+    with pytest.raises(ConfigError, match=r"pip install 'stemkit\[ensemble\]'"):
+        stemkit.ensemble(["dsp", "dsp?kernel=9"], method="max_spec")
+    stemkit.ensemble(["dsp", "dsp?kernel=9"], method="median").close()  # waveform methods need nothing more

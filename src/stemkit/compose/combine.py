@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from stemkit.audio import FloatArray
 from stemkit.errors import ConfigError
 
-__all__ = ["METHODS", "SPECTRAL_METHODS", "Aligned", "Method", "combine", "weighted_median"]
+__all__ = ["METHODS", "SPECTRAL_METHODS", "Aligned", "Method", "combine", "require_backend", "weighted_median"]
 
 Method = Literal["mean", "median", "max_spec", "min_spec", "mean_spec"]
 METHODS: tuple[Method, ...] = ("mean", "median", "max_spec", "min_spec", "mean_spec")
@@ -121,6 +121,9 @@ def weighted_median(stack: NDArray[Any], weights: NDArray[np.float64]) -> NDArra
     when the cumulative weight lands exactly on the half.
     """
     if np.allclose(weights, weights[0]):
+        if stack.shape[0] == 2:  # the median of two is their mean, without a sort
+            pair: NDArray[np.float32] = ((stack[0] + stack[1]) / 2).astype(np.float32)
+            return pair
         median: NDArray[np.float32] = np.median(stack, axis=0).astype(np.float32)
         return median
     order = np.argsort(stack, axis=0, kind="stable")
@@ -137,6 +140,19 @@ def weighted_median(stack: NDArray[Any], weights: NDArray[np.float64]) -> NDArra
     return result
 
 
+def require_backend(method: str) -> None:
+    """Fail early, with what to install, when a spectral method's STFT (scipy, an optional extra) is missing."""
+    if method not in SPECTRAL_METHODS:
+        return
+    try:
+        from scipy.signal import ShortTimeFFT  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"method={method} needs scipy's STFT; install it with: pip install 'stemkit[ensemble]' "
+            "(or use mean or median, which need nothing more)"
+        ) from None
+
+
 def fft_size(sample_rate: int) -> int:
     """2048 at 44.1 kHz (≈ 46 ms, UVR's and the dsp baseline's choice), scaled to other rates, a power of two."""
     return int(2 ** max(8, round(math.log2(2048 * sample_rate / 44_100))))
@@ -150,6 +166,7 @@ def _spectral(
     sample_rate: int,
     reference: int,
 ) -> FloatArray:
+    require_backend(method)
     from scipy.signal import ShortTimeFFT
     from scipy.signal.windows import hann
 

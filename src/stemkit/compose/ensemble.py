@@ -40,7 +40,15 @@ from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, FloatArray, open_source
 from stemkit.compose._assemble import build_stemset
 from stemkit.compose._runs import Run, prepare_source, run_one, sum_costs
-from stemkit.compose.combine import METHODS, SPECTRAL_METHODS, WEIGHTED_METHODS, Aligned, Method, combine
+from stemkit.compose.combine import (
+    METHODS,
+    SPECTRAL_METHODS,
+    WEIGHTED_METHODS,
+    Aligned,
+    Method,
+    combine,
+    require_backend,
+)
 from stemkit.compose.weights import Weights, WeightsArg
 from stemkit.config import EnsembleSpec, SpecNode, parse_tree, render_tree, validate_options
 from stemkit.errors import (
@@ -115,6 +123,7 @@ class Ensemble:
         self.reference = opts.reference
         self.max_lag_seconds = opts.max_lag_seconds
         self.local_concurrency = opts.local_concurrency
+        require_backend(self.method)
         self.weights = weights if isinstance(weights, Weights) else Weights.parse(weights, len(self.members))
         if self.method not in WEIGHTED_METHODS and not self.weights.is_equal:
             raise ConfigError(
@@ -245,8 +254,8 @@ class Ensemble:
             )
         _emit(progress, source, "prepare", 0.0)
         await prepare_source(source, [r.separator for r in active])
-        await self._run_members(active, source, progress, deadline)
         try:
+            await self._run_members(active, source, progress, deadline)
             ok = [r for r in runs if r.outcome == "ok"]
             failed = [r for r in runs if r.outcome == "failed"]
             if failed and self.on_failure == "fail":
@@ -344,8 +353,6 @@ class Ensemble:
             if run.outcome == "skipped":  # cancelled
                 run.reason = "cancelled: another member failed and on_failure='fail'"
         if fatal:
-            for run in active:
-                run.close()
             raise fatal[0]
 
     def _combine(
