@@ -63,7 +63,7 @@ from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Sepa
 from stemkit.stems import Plan, normalize_request, plan_stems
 from stemkit.stemset import StemSet
 
-__all__ = ["Ensemble", "EnsembleOptions", "ensemble"]
+__all__ = ["Ensemble", "EnsembleOptions", "ensemble", "render_ensemble"]
 
 log = logging.getLogger("stemkit.compose")
 
@@ -148,31 +148,14 @@ class Ensemble:
         )
 
     # -- identity ---------------------------------------------------------------------------------------
-    def _options(self) -> dict[str, str]:
-        """The spec options that differ from the defaults (and the method, for an ensemble of one)."""
-        out: dict[str, str] = {}
-        if self.method != _DEFAULTS.method or len(self.members) == 1:
-            out["method"] = self.method
-        out.update(self.weights.options())
-        if self.on_failure != _DEFAULTS.on_failure:
-            out["on_failure"] = self.on_failure
-        if self.reference != _DEFAULTS.reference:
-            out["reference"] = str(self.reference)
-        if self.max_lag_seconds != _DEFAULTS.max_lag_seconds:
-            out["max_lag_seconds"] = repr(self.max_lag_seconds)
-        if self.local_concurrency != _DEFAULTS.local_concurrency:
-            out["local_concurrency"] = str(self.local_concurrency)
-        return out
-
     @property
     def spec(self) -> str:
         """The spec string of this ensemble, e.g. ``(stemsplit + dsp)?method=median``; secrets redacted."""
-        nodes = [_node(m) for m in self.members]
-        if any(isinstance(n, str) for n in nodes):  # a member whose spec is not a spec string
-            inner = " + ".join(f"({n})" if isinstance(n, str) else render_tree(n) for n in nodes)
-            options = "&".join(f"{k}={v}" for k, v in self._options().items())
-            return f"({inner})?{options}" if options else inner
-        return render_tree(EnsembleSpec(tuple(n for n in nodes if not isinstance(n, str)), self._options()))
+        options = EnsembleOptions(
+            method=self.method, on_failure=self.on_failure, reference=self.reference,
+            max_lag_seconds=self.max_lag_seconds, local_concurrency=self.local_concurrency,
+        )
+        return render_ensemble([m.spec for m in self.members], options, self.weights)
 
     def __repr__(self) -> str:
         return f"<Ensemble {self.spec!r}>"
@@ -255,11 +238,11 @@ class Ensemble:
         _emit(progress, source, "prepare", 0.0)
         await prepare_source(source, [r.separator for r in active])
         try:
-            await self._run_members(active, source, progress, deadline)
+            failed_at = await self._run_members(active, source, progress, deadline)
             ok = [r for r in runs if r.outcome == "ok"]
             failed = [r for r in runs if r.outcome == "failed"]
             if failed and self.on_failure == "fail":
-                first = min(failed, key=lambda r: r.extra.get("failed_at", 0.0))
+                first = min(failed, key=lambda r: failed_at.get(r.index, 0.0))
                 assert first.error is not None
                 raise first.error
             if not ok:
@@ -326,9 +309,11 @@ class Ensemble:
 
     async def _run_members(
         self, active: list[Run], source: AudioSource, progress: ProgressCallback | None, deadline: float | None
-    ) -> None:
+    ) -> dict[int, float]:
+        """Run the members side by side; returns when each failing member failed (monotonic), by index."""
         limiter = anyio.CapacityLimiter(self.local_concurrency)
         fatal: list[BaseException] = []
+        failed_at: dict[int, float] = {}
         done = 0
 
         async def one(run: Run, scope: anyio.CancelScope) -> None:
@@ -340,7 +325,7 @@ class Ensemble:
                 scope.cancel()
                 return
             if run.outcome == "failed":
-                run.extra["failed_at"] = time.monotonic()
+                failed_at[run.index] = time.monotonic()
                 if self.on_failure == "fail":
                     scope.cancel()
             done += 1
@@ -354,6 +339,7 @@ class Ensemble:
                 run.reason = "cancelled: another member failed and on_failure='fail'"
         if fatal:
             raise fatal[0]
+        return failed_at
 
     def _combine(
         self, ok: list[Run], source: AudioSource, needed: tuple[str, ...], plan: Plan
@@ -508,11 +494,29 @@ def _first_problem(exc: ValueError) -> str:
     return str(exc)
 
 
-def _node(member: Separator) -> SpecNode | str:
-    try:
-        return parse_tree(member.spec)
-    except ConfigError:
-        return member.spec
+def render_ensemble(members: Sequence[str], options: EnsembleOptions, weights: Weights) -> str:
+    """The spec string of an ensemble of the members with these specs: only the options that differ from the
+    defaults (and the method, for an ensemble of one, which would otherwise be its member)."""
+    query: dict[str, str] = {}
+    if options.method != _DEFAULTS.method or len(members) == 1:
+        query["method"] = options.method
+    query.update(weights.options())
+    if options.on_failure != _DEFAULTS.on_failure:
+        query["on_failure"] = options.on_failure
+    if options.reference != _DEFAULTS.reference:
+        query["reference"] = str(options.reference)
+    if options.max_lag_seconds != _DEFAULTS.max_lag_seconds:
+        query["max_lag_seconds"] = repr(options.max_lag_seconds)
+    if options.local_concurrency != _DEFAULTS.local_concurrency:
+        query["local_concurrency"] = str(options.local_concurrency)
+    nodes: list[SpecNode] = []
+    for spec in members:
+        try:
+            nodes.append(parse_tree(spec))
+        except ConfigError:  # a Separator whose spec is not a spec string: shown as it is
+            inner = " + ".join(f"({m})" for m in members)
+            return f"({inner})?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else inner
+    return render_tree(EnsembleSpec(tuple(nodes), query))
 
 
 def _needed(plan: Plan) -> tuple[str, ...]:

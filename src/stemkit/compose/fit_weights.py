@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import numpy as np
@@ -33,6 +33,8 @@ from stemkit._portal import run_sync
 from stemkit.audio import FloatArray, open_source
 from stemkit.compose._runs import Run, prepare_source, run_one
 from stemkit.compose.combine import Aligned, Method, combine
+from stemkit.compose.ensemble import EnsembleOptions, render_ensemble
+from stemkit.compose.weights import Weights
 from stemkit.config import parse_tree, render_tree
 from stemkit.errors import ConfigError, InputError, StemkitError
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match
@@ -319,8 +321,6 @@ async def _fit(
 def _solve(
     usable: list[tuple[_Track, dict[int, dict[str, FloatArray]]]], labels: list[str], notes: list[str]
 ) -> EnsembleFit:
-    from stemkit.compose.ensemble import Ensemble
-
     k = len(labels)
     stems = [s for s in CANONICAL_STEMS if any(s in a[i] for _, a in usable for i in a)]
     weights: dict[str, tuple[float, ...]] = {}
@@ -374,13 +374,12 @@ def _solve(
         table[name] = means
     specs = {label: label for label in labels}
 
-    def ensemble_spec(method: Method, stem_weights: Mapping[str, Sequence[float]] | None) -> str:
-        stand_ins = [cast(Separator, _Labelled(label)) for label in labels]
-        return Ensemble(stand_ins, method=method, weights=dict(stem_weights) if stem_weights else None).spec
+    def ensemble_spec(method: Method) -> str:
+        return render_ensemble(labels, EnsembleOptions(method=method), Weights.equal(len(labels)))
 
-    specs["mean"] = ensemble_spec("mean", None)
+    specs["mean"] = ensemble_spec("mean")
     if "median" in candidates:
-        specs["median"] = ensemble_spec("median", None)
+        specs["median"] = ensemble_spec("median")
     specs["mean, fitted weights"] = _fitted_spec(labels, weights)
     winner = max(table, key=lambda c: _finite(table[c].get("song")))
     return EnsembleFit(
@@ -392,14 +391,11 @@ def _solve(
 def _fitted_spec(labels: list[str], weights: Mapping[str, Sequence[float]]) -> str:
     """The fitted mean as a spec: members that weigh nothing for any stem left out, one member alone as
     itself, equal rows as no weights at all."""
-    from stemkit.compose.ensemble import Ensemble
-
     keep = [i for i in range(len(labels)) if any(row[i] > 0 for row in weights.values())]
     if len(keep) == 1:
         return labels[keep[0]]
     rows = {stem: [row[i] for i in keep] for stem, row in weights.items()}
-    stand_ins = [cast(Separator, _Labelled(labels[i])) for i in keep]
-    return Ensemble(stand_ins, method="mean", weights=rows).spec
+    return render_ensemble([labels[i] for i in keep], EnsembleOptions(), Weights.parse(rows, len(keep)))
 
 
 def _accumulate(
@@ -412,15 +408,3 @@ def _accumulate(
         block = np.stack([f[start : start + _BLOCK] for f in flat]).astype(np.float64)
         gram += block @ block.T
         cross += block @ ref[start : start + _BLOCK].astype(np.float64)
-
-
-class _Labelled:
-    """Stands in for a member when only its spec is needed (to render an ensemble's spec)."""
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-
-    @property
-    def capabilities(self) -> Any:  # pragma: no cover - never asked when rendering
-        raise NotImplementedError
-
