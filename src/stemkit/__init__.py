@@ -35,6 +35,8 @@ from stemkit.errors import (
 if TYPE_CHECKING:
     from stemkit.api import aseparate, load, separate
     from stemkit.batch import BatchItem, aseparate_many, separate_many
+    from stemkit.compose.ensemble import ensemble
+    from stemkit.compose.pipeline import Stage, pipeline
     from stemkit.evaluate.comparison import compare
     from stemkit.protocol import Capabilities, ProgressEvent, Separator
     from stemkit.registry import ProviderInfo, providers
@@ -57,6 +59,9 @@ _LAZY = {
     "Capabilities": "stemkit.protocol",
     "ProgressEvent": "stemkit.protocol",
     "Separator": "stemkit.protocol",
+    "ensemble": "stemkit.compose.ensemble",
+    "pipeline": "stemkit.compose.pipeline",
+    "Stage": "stemkit.compose.pipeline",
 }
 
 __all__ = [
@@ -80,13 +85,16 @@ __all__ = [
     "RateLimitError",
     "SeparationTimeout",
     "Separator",
+    "Stage",
     "Stem",
     "StemSet",
     "StemkitError",
     "aseparate",
     "aseparate_many",
     "compare",
+    "ensemble",
     "load",
+    "pipeline",
     "providers",
     "separate",
     "separate_many",

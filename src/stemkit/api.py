@@ -10,7 +10,7 @@ import anyio.to_thread
 
 from stemkit._boundary import error_boundary
 from stemkit._portal import sync_function
-from stemkit.config import ProviderSpec, default_chain, parse_chain
+from stemkit.config import ProviderSpec, default_chain, parse_tree, plain_chain
 from stemkit.errors import ConfigError, ProviderError
 from stemkit.protocol import ProgressCallback, Separator
 from stemkit.registry import provider_class
@@ -41,7 +41,8 @@ def load_one(spec: ProviderSpec, **kwargs: Any) -> Separator:
 
 
 def load(spec: ProviderArg = None, **kwargs: Any) -> Separator:
-    """Load a provider (``"dsp"``, ``"stemsplit?quality=best"``) or a fallback chain (``"a | b"`` or a list).
+    """Load a provider (``"dsp"``, ``"stemsplit?quality=best"``), a fallback chain (``"a | b"`` or a list), an
+    ensemble (``"a + b"``) or a pipeline (``"a >[instrumental] b"``), nested as the spec says.
 
     With no spec, ``$STEMKIT_PROVIDER`` or the embedded ``dsp`` baseline. The result is a Separator and a
     context manager; close it (or use ``with``) to release sessions and connections.
@@ -49,7 +50,12 @@ def load(spec: ProviderArg = None, **kwargs: Any) -> Separator:
     if spec is not None and not isinstance(spec, str | ProviderSpec | Sequence):
         return spec  # already a Separator
     with error_boundary():
-        specs = parse_chain(default_chain() if spec is None else spec)
+        tree = parse_tree(default_chain() if spec is None else spec)
+        specs = plain_chain(tree)
+        if specs is None:  # an ensemble or a pipeline somewhere in it
+            from stemkit.compose.build import build
+
+            return build(tree, **kwargs)
         if len(specs) == 1:
             return load_one(specs[0], **kwargs)
         from stemkit.routing import Chain

@@ -19,6 +19,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
 from stemkit._boundary import error_boundary
 from stemkit._portal import sync_method
@@ -39,7 +40,7 @@ from stemkit.provider import limit_violation
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
 
-__all__ = ["BreakerSettings", "Chain", "CircuitBreaker", "skip_reason"]
+__all__ = ["BreakerSettings", "Chain", "CircuitBreaker", "member_input", "skip_reason"]
 
 log = logging.getLogger("stemkit.routing")
 
@@ -193,7 +194,7 @@ class Chain:
     """A Separator that tries its members in order. It nests: a member may itself be a Chain."""
 
     name = "chain"
-    #: stemkit's own separators take the chain's opened input as is (see ``_member_input``)
+    #: stemkit's own separators take a composite's opened input as is (see :func:`member_input`)
     accepts_audio_source = True
 
     def __init__(
@@ -346,11 +347,11 @@ class Chain:
             breaker = self._breaker(member)
             t0 = time.perf_counter()
             try:
+                given, extra = member_input(member, source, audio)
+                if limit is not None:
+                    extra["timeout"] = limit
                 with error_boundary(member.spec):
-                    result = await member.aseparate(
-                        _member_input(member, audio, source), stems=requested, progress=progress,
-                        **_member_options(member, source, limit),
-                    )  # fmt: skip
+                    result = await member.aseparate(given, stems=requested, progress=progress, **extra)
             except (InputError, ConfigError):
                 breaker.record_success()  # the provider was fine; the request was not
                 raise
@@ -381,22 +382,23 @@ class Chain:
         self.close()
 
 
-def _member_input(member: Separator, audio: Any, source: AudioSource) -> Any:
-    """What a member is handed: stemkit's own separators take the opened source (no second probe or copy);
-    any other Separator gets a public input type — the caller's own input when it can be read again, else
-    the local copy the chain made of it (a file object can be read only once)."""
+def member_input(member: Separator, source: AudioSource, original: Any = None) -> tuple[Any, dict[str, Any]]:
+    """(input, extra keywords) to hand ``member`` for ``source``, which a composite (a chain, an ensemble, a
+    pipeline) opened once for all its members.
+
+    stemkit's own separators take the opened source as is (no second probe, hash or copy). A provider written
+    to the protocol alone gets a public input type: the caller's ``original`` input when it can be read again,
+    an array with its ``sample_rate``, the URL, or the local copy the composite made (a file object can be read
+    only once).
+    """
     if getattr(member, "accepts_audio_source", False):
-        return source
-    if source.kind == "array" or isinstance(audio, str | os.PathLike | bytes | bytearray | memoryview):
-        return audio
+        return source, {}
+    if source.kind == "array":
+        array = original if isinstance(original, np.ndarray) else source.read()
+        return array, {"sample_rate": source.sample_rate}
+    if isinstance(original, str | os.PathLike | bytes | bytearray | memoryview):
+        return original, {}
     if source.is_remote:
-        return source.url
-    return source.path
-
-
-def _member_options(member: Separator, source: AudioSource, timeout: float | None) -> dict[str, Any]:
-    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-    if source.kind == "array" and not getattr(member, "accepts_audio_source", False):
-        options["sample_rate"] = source.sample_rate  # the caller's array, with its rate
-    return options
+        return source.url, {}
+    return source.path, {}
 

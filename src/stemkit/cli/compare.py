@@ -93,6 +93,11 @@ def compare_command(
     no_baselines: bool = typer.Option(
         False, "--no-baselines", help="Leave out the mixture and oracle baselines added with references."
     ),
+    fit_ensemble: bool = typer.Option(
+        False, "--fit-ensemble",
+        help="Also fit mean-ensemble weights of the providers on the references and print the spec that scores "
+        "best (in-sample).",
+    ),
 ) -> int:
     """Separate each input with every provider, score the stems, and print the table."""
     from stemkit.evaluate.comparison import compare
@@ -108,6 +113,10 @@ def compare_command(
         parse_excerpt(excerpt)  # a bad range fails before any separation
         if not html:
             raise ConfigError("--excerpt: only the HTML report plays an excerpt; add --report NAME.html")
+    given = list(providers or []) + [label.partition("=")[2] for label in labels]
+    members = [p for p in given if p.strip() not in ("mixture", "oracle") and not p.strip().startswith("oracle?")]
+    if fit_ensemble and ((references is None and musdb is None) or len(members) < 2):
+        raise ConfigError("--fit-ensemble needs --references (or --musdb) and at least two providers (-p A -p B)")
     with _Bar() as bar:
         report = compare(
             inputs or None,
@@ -127,6 +136,13 @@ def compare_command(
         err_console.print(f"report: {written} ({size / 1e6:.1f} MB)" if size > 1e5 else f"report: {written}")
     for run in report.failures:
         print_error(StemkitError(f"{run.provider} failed on {run.track}: {run.error_class}: {run.error}"))
+    if fit_ensemble:
+        from stemkit.compose.fit_weights import fit_ensemble as fit
+
+        reference_root = references if references is not None else musdb
+        assert reference_root is not None
+        fitted = fit(inputs or None, members, references=reference_root, stems=stems, cache=report.cache)
+        console.print(fitted.table(), markup=False, highlight=False)
     return 1 if report.failures else 0
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stemkit.audio import FloatArray, open_source
-from stemkit.config import ProviderSpec, parse_chain, render_chain
+from stemkit.config import ProviderSpec, parse_tree, render_tree
 from stemkit.errors import ConfigError, InputError, StemkitError
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match
 from stemkit.evaluate.baselines import mixture_estimates, oracle_estimates
@@ -202,14 +202,14 @@ def _contestants(providers: ProvidersArg, have_references: bool, baselines: bool
     try:
         for item in items:
             if isinstance(item, str | ProviderSpec):
-                specs = parse_chain(item)
-                if len(specs) == 1 and specs[0].name in BASELINES:
-                    out.append(_baseline(specs[0]))
+                tree = parse_tree(item)
+                if isinstance(tree, ProviderSpec) and tree.name in BASELINES:
+                    out.append(_baseline(tree))
                     continue
                 from stemkit.api import load
 
-                rendered = render_chain(specs)
-                out.append(_Contestant(rendered, "provider", rendered, load(specs), owned=True))
+                rendered = render_tree(tree)
+                out.append(_Contestant(rendered, "provider", rendered, load(item), owned=True))
             elif isinstance(item, Separator):
                 out.append(_Contestant(item.spec, "provider", item.spec, item))
             else:

@@ -1,0 +1,44 @@
+"""Composing providers: ensembles and pipelines (and fitting an input to a provider's limits).
+
+    >>> sep = stemkit.ensemble(["stemsplit", "onnx:htdemucs_ft"], method="median")        # doctest: +SKIP
+    >>> sep = stemkit.pipeline("stemsplit", Stage("onnx:htdemucs", feed="instrumental"))   # doctest: +SKIP
+
+Names load on first use, like stemkit's own.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stemkit.compose.build import build
+    from stemkit.compose.ensemble import Ensemble, ensemble
+    from stemkit.compose.fit_weights import EnsembleFit, fit_ensemble
+    from stemkit.compose.pipeline import Pipeline, Stage, pipeline
+
+_LAZY = {
+    "Ensemble": "stemkit.compose.ensemble",
+    "ensemble": "stemkit.compose.ensemble",
+    "Pipeline": "stemkit.compose.pipeline",
+    "Stage": "stemkit.compose.pipeline",
+    "pipeline": "stemkit.compose.pipeline",
+    "build": "stemkit.compose.build",
+    "EnsembleFit": "stemkit.compose.fit_weights",
+    "fit_ensemble": "stemkit.compose.fit_weights",
+}
+
+__all__ = ["Ensemble", "EnsembleFit", "Pipeline", "Stage", "build", "ensemble", "fit_ensemble", "pipeline"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stemkit.compose' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
