@@ -37,7 +37,7 @@ from stemkit.evaluate.references import LoadedReferences, ReferenceSet, match_re
 from stemkit.evaluate.report import SONG, Report, RunRecord, Score
 from stemkit.inputs import expand_inputs, output_names
 from stemkit.protocol import ProgressCallback, ProgressEvent, Separator
-from stemkit.stems import CANONICAL_STEMS, normalize_request
+from stemkit.stems import normalize_request, order_stems
 
 __all__ = ["BASELINES", "METRICS", "compare", "parse_metrics"]
 
@@ -241,7 +241,7 @@ def _tracks(inputs: InputArg, references: str | Path | None, stems: str | Sequen
                     f"stems: {', '.join(missing)} not among the references in {ref.folder} ({', '.join(available)}); "
                     "request stems that have a reference"
                 )
-            available = tuple(s for s in CANONICAL_STEMS if s in requested)
+            available = tuple(order_stems(requested))
         tracks.append(_Track(name, path, ref, stems=available))
     return tracks
 
@@ -412,7 +412,7 @@ def _run(
             for future in futures.values():
                 future.cancel()
             raise
-    report.stems = [s for s in CANONICAL_STEMS if s in stems_seen]
+    report.stems = order_stems(stems_seen)
     return report
 
 

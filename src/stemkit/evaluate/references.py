@@ -7,7 +7,8 @@ Two layouts are understood:
   root or under ``ROOT/train`` and ``ROOT/test``. An input is matched to its track by its folder (the
   track's own ``mixture.wav``) or by its file name (``<track>.wav`` anywhere).
 
-File names are mapped to canonical stems with stemkit's aliases (``accompaniment.wav`` → instrumental);
+File names are mapped to stem names with stemkit's aliases (``accompaniment.wav`` → instrumental) and the
+stems plugins register (``lead_vocals.wav``);
 an audio file whose name is neither a stem nor ``mixture`` is an error, because silently leaving it out
 would change what "other" means.
 """
@@ -23,7 +24,7 @@ import numpy as np
 from stemkit.audio import FloatArray, open_source
 from stemkit.errors import ConfigError, InputError
 from stemkit.inputs import AUDIO_SUFFIXES
-from stemkit.stems import CANONICAL_STEMS, canonical_name
+from stemkit.stems import canonical_name, order_stems, vocabulary
 
 __all__ = ["LoadedReferences", "ReferenceSet", "find_reference_sets", "match_references"]
 
@@ -113,9 +114,9 @@ def _stem_set(folder: Path, ignore: frozenset[Path] = frozenset()) -> ReferenceS
     if unknown:
         raise ConfigError(
             f"references: {folder} has audio file(s) that are neither a stem nor the mixture: "
-            f"{', '.join(unknown)}; rename them to stem names ({', '.join(CANONICAL_STEMS)}) or move them out"
+            f"{', '.join(unknown)}; rename them to stem names ({', '.join(vocabulary().names)}) or move them out"
         )
-    ordered = {name: stems[name] for name in CANONICAL_STEMS if name in stems}
+    ordered = {name: stems[name] for name in order_stems(stems)}
     return ReferenceSet(folder.name, folder, ordered, mixture)
 
 
