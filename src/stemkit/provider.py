@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, ConfigDict
 
+from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
 from stemkit.config import ProviderSpec, redact, validate_options
 from stemkit.errors import InputError, ProtocolError, ProviderLimitError, StemkitError
@@ -159,6 +160,11 @@ class SeparatorBase(abc.ABC):
     def __init__(self, target: str | None = None, options: Mapping[str, Any] | BaseModel | None = None) -> None:
         raw = options.model_dump(exclude_unset=True) if isinstance(options, BaseModel) else dict(options or {})
         self.target = target
+        # ``fit`` is reserved for the core (stemkit.compose.fit), never the plugin's: ``ezstems?fit=lossless``.
+        from stemkit.compose.fit import FIT_OPTION, FitMode, fit_mode
+
+        self._fit_given = FIT_OPTION in raw
+        self.fit_mode: FitMode = fit_mode(raw.pop(FIT_OPTION, "auto"))
         self._raw_options: dict[str, Any] = raw
         self.options = validate_options(self.Options, raw, provider=self._label)
         self._closed = False
@@ -179,6 +185,8 @@ class SeparatorBase(abc.ABC):
     @property
     def spec(self) -> str:
         options = {k: str(v) for k, v in self._raw_options.items()}
+        if self._fit_given:
+            options["fit"] = self.fit_mode
         return ProviderSpec(self.name, self.target, options).render()
 
     def __repr__(self) -> str:
@@ -223,6 +231,10 @@ class SeparatorBase(abc.ABC):
         **options: Any,
     ) -> StemSet:
         """Separate ``audio`` into ``stems`` (default: the provider's default set) as a normalized StemSet."""
+        if self._fit_for_call(options) != "off":  # fitting may split the input: its one implementation is async
+            return run_sync(self.aseparate, audio, stems=stems, progress=progress, sample_rate=sample_rate,
+                            timeout=timeout, **options)  # fmt: skip
+        options.pop("fit", None)
         started = time.perf_counter()
         job, plan, workdir = self._prepare(audio, stems, progress, sample_rate, timeout, options)
         try:
@@ -245,6 +257,13 @@ class SeparatorBase(abc.ABC):
         **options: Any,
     ) -> StemSet:
         """Like :meth:`separate`, without blocking the event loop."""
+        fit = self._fit_for_call(options)
+        options.pop("fit", None)
+        if fit != "off":
+            from stemkit.compose.fit import separate_fitted
+
+            return await separate_fitted(self, audio, mode=fit, stems=stems, progress=progress,
+                                         sample_rate=sample_rate, timeout=timeout, options=options)  # fmt: skip
         started = time.perf_counter()
         job, plan, workdir = await anyio.to_thread.run_sync(
             self._prepare, audio, stems, progress, sample_rate, timeout, options
@@ -257,6 +276,12 @@ class SeparatorBase(abc.ABC):
             raise
         job.progress("done", 1.0)
         return result
+
+    def _fit_for_call(self, options: Mapping[str, Any]) -> str:
+        """The fit mode of one call: its ``fit=`` keyword, else the spec's (``auto`` by default)."""
+        from stemkit.compose.fit import FIT_OPTION, fit_mode
+
+        return fit_mode(options[FIT_OPTION]) if FIT_OPTION in options else self.fit_mode
 
     def close(self) -> None:
         """Release sessions and connections. Idempotent."""

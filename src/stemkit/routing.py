@@ -30,7 +30,6 @@ from stemkit.errors import (
 )
 from stemkit.protocol import Capabilities, ProgressCallback, Separator
 from stemkit.provenance import Attempt
-from stemkit.provider import limit_violation
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
 
@@ -138,10 +137,9 @@ def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str,
         return "does not take YouTube URLs"
     if source.kind == "url" and not caps.accepts_urls:
         return "does not take URLs"
-    violation = limit_violation(caps, source)
-    if violation is not None:
-        return violation[1]
-    return None
+    from stemkit.compose.fit import fit_refusal  # a limit the provider's fit mode can meet is no reason to skip
+
+    return fit_refusal(separator, source)
 
 
 def _union(members: Sequence[Separator]) -> Capabilities:
