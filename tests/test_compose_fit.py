@@ -4,6 +4,7 @@ writing pieces, planning) and separations through a plan with local providers (d
 from __future__ import annotations
 
 import itertools
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from stemkit.compose._stitch import Stitcher, chunk_bounds, crossfade, stitch
 from stemkit.compose._transcode import Encoding, lossless_subtype, mp3_encoding, write_pieces
 from stemkit.compose.fit import CHUNK_ALIGN, MIN_CHUNK_SECONDS, fit_mode, fitted_capabilities
 from stemkit.demo import synthesize
-from stemkit.errors import ConfigError, JobFailedError, ProviderLimitError, SeparationTimeout
+from stemkit.errors import ConfigError, JobFailedError, OutputError, ProviderLimitError, SeparationTimeout
 from stemkit.evaluate.metrics import sdr
 from stemkit.protocol import Capabilities, ProgressEvent
 from stemkit.provider import RawResult, SeparationJob, SeparatorBase
@@ -328,6 +329,11 @@ def test_fit_is_a_reserved_option_of_every_provider_spec() -> None:
     with pytest.raises(ConfigError, match="'maybe' is not a fit mode"):
         stemkit.load("dsp?fit=maybe")
     assert fit_mode(" Auto ") == "auto"
+    with stemkit.load("dsp?fit=off&kernel=9") as sep:
+        fitted = Fitted(sep, "lossless", chunk_seconds=30)
+        assert fitted.spec == "dsp?kernel=9&fit=lossless"
+        assert fitted.capabilities.max_duration_seconds is None
+        assert Fitted(sep, "off").spec == "dsp?kernel=9&fit=off"
 
 
 def test_fit_off_as_a_call_keyword_refuses_what_auto_fits(tmp_path: Path) -> None:
@@ -428,3 +434,13 @@ def test_a_chain_fits_a_provider_before_skipping_it(tmp_path: Path) -> None:
     assert result.provider == "dsp"
     assert result.attempts[0].outcome == "skipped"
     assert "fit=auto cannot make it fit" in result.attempts[0].reason
+
+
+def test_no_room_for_the_fitted_pieces_is_an_output_error_naming_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = tmp_path / "clip.flac"
+    sf.write(clip, song(6.0).T, RATE)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    with pytest.raises(OutputError, match=r"no-such-folder.*free space there or point TMPDIR"):
+        Limited(input_formats=frozenset({"wav"})).separate(clip)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ import soundfile as sf
 
 from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
-from stemkit.errors import ConfigError, InputError, ProviderLimitError, SeparationTimeout
+from stemkit.config import parse_spec
+from stemkit.errors import ConfigError, InputError, OutputError, ProviderLimitError, SeparationTimeout
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.provenance import Attempt, Cost, Provenance
 from stemkit.provider import _Workdir, limit_violation
@@ -510,7 +512,10 @@ async def _run_plan(run: _Run) -> StemSet:
     count = len(plan.pieces)
     run.results = [None] * count
     run.seconds = [0.0] * count
-    pieces_dir = _Workdir(f"{run.separator.name}-fit", None)
+    try:
+        pieces_dir = _Workdir(f"{run.separator.name}-fit", None)
+    except OSError as exc:
+        raise _write_failed(run, Path(tempfile.gettempdir()) / "stemkit-fit", exc) from exc
     run.report("prepare", 0.0, f"fitting {run.source.name} to {run.label}: {plan.describe()}")
     try:
         writing = await _separate_pieces(run, pieces_dir.path)
@@ -538,7 +543,10 @@ async def _separate_pieces(run: _Run, folder: Path) -> float:
             index = 0
             while True:
                 t0 = time.perf_counter()
-                path = await anyio.to_thread.run_sync(next, generator, None)
+                try:
+                    path = await anyio.to_thread.run_sync(next, generator, None)
+                except (OSError, sf.SoundFileError) as exc:
+                    raise _write_failed(run, folder, exc) from exc
                 writing += time.perf_counter() - t0
                 if path is None:
                     break
@@ -569,6 +577,16 @@ async def _separate_pieces(run: _Run, folder: Path) -> float:
     except BaseExceptionGroup as grouped:
         raise _first(grouped) from None
     return writing
+
+
+def _write_failed(run: _Run, folder: Path, exc: BaseException) -> OutputError:
+    """A temporary file of the fitting (a piece, a stitched stem) could not be written: usually a full disk."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    return OutputError(
+        f"{run.source.name}: fitting it to {run.label} needs temporary files in {folder.parent}, and writing them "
+        f"failed ({why}); free space there or point TMPDIR at a larger disk",
+        path=str(folder),
+    )
 
 
 def _first(grouped: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -619,6 +637,9 @@ def _assemble(run: _Run, started: float, writing: float, stitch_started: float) 
                         files[name].write(block.T)
                 result.close()
                 run.report("write", (index + 1) / len(plan.pieces), "")
+    except (OSError, sf.SoundFileError) as exc:
+        out.remove()
+        raise _write_failed(run, out.path, exc) from exc
     except BaseException:
         out.remove()
         raise
@@ -720,11 +741,11 @@ class Fitted:
 
     @property
     def spec(self) -> str:
+        """The inner provider's spec with this mode as its ``fit`` option (a chain's spec as it is)."""
         spec = self.inner.spec
         if "|" in spec or self.mode == getattr(self.inner, "fit_mode", "auto"):
             return spec
-        joined = f"{FIT_OPTION}={self.mode}"
-        return f"{spec}&{joined}" if "?" in spec else f"{spec}?{joined}"
+        return parse_spec(spec).with_options({FIT_OPTION: self.mode}).render()
 
     @property
     def fit_mode(self) -> FitMode:
