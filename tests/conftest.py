@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +37,29 @@ def tone(seconds: float = 0.5, rate: int = 44_100, channels: int = 2, freq: floa
     t = np.arange(int(seconds * rate)) / rate
     mono = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([mono * (1 - 0.2 * c) for c in range(channels)])
+
+
+@contextlib.contextmanager
+def installed(project: Path, site: Path) -> Iterator[dict[str, dict[str, str]]]:
+    """Install the plugin project at ``project`` (a ``pyproject.toml`` and ``src/``) for the block, the way
+    ``importlib.metadata`` sees any installed distribution: a ``.dist-info`` in ``site`` declaring its entry
+    points, and its ``src`` on ``sys.path``. Nothing is built or copied; yields the entry-point groups."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\nSummary: {meta['description']}\n",
+        encoding="utf-8",
+    )
+    groups: dict[str, dict[str, str]] = meta.get("entry-points", {})
+    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines), encoding="utf-8")
+    packages = [p.name for p in (project / "src").iterdir() if (p / "__init__.py").is_file()]
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.syspath_prepend(str(project / "src"))
+            mp.syspath_prepend(str(site))
+            yield groups
+    finally:
+        for name in [m for m in sys.modules if m.split(".")[0] in packages]:
+            del sys.modules[name]

@@ -22,9 +22,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import sys
 import textwrap
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,8 @@ import stemkit
 from stemkit.demo import make_demo
 from stemkit.protocol import Separator
 from stemkit.testing import ProviderConformance
+
+from .conftest import installed
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -95,25 +95,9 @@ def _is_listing(block: Block) -> bool:
 # -- the example provider, importable without installing it -------------------------------------------------
 @pytest.fixture(scope="module")
 def example_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    site = tmp_path_factory.mktemp("example-site")
-    info = site / "stemkit_bandsplit-0.1.0.dist-info"
-    info.mkdir()
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-        f"Summary: {project['description']}\n",
-        encoding="utf-8",
-    )
-    groups = project.get("entry-points", {})
-    assert "stemkit.separators" in groups, "examples/stemkit-example declares no stemkit.separators entry point"
-    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(EXAMPLE / "src"))
-        mp.syspath_prepend(str(site))
+    with installed(EXAMPLE, tmp_path_factory.mktemp("example-site")) as groups:
+        assert "stemkit.separators" in groups, "examples/stemkit-example declares no stemkit.separators entry point"
         yield
-    for name in [m for m in sys.modules if m == "stemkit_bandsplit" or m.startswith("stemkit_bandsplit.")]:
-        del sys.modules[name]
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,10 @@ def stemsplit_requests(emulator: StemSplitEmulator) -> int:
     return sum(1 for r in emulator.recorder.requests if "/api/" in r.path)
 
 
-def chain(stemsplit_url: str, ezstems: RunningEmulator | None, *tail: str, **settings: Any) -> stemkit.Separator:
-    links = [f"stemsplit?base_url={stemsplit_url}&format=wav"]
+def chain(
+    stemsplit_url: str, ezstems: RunningEmulator | None, *tail: str, fit: str | None = None, **settings: Any
+) -> stemkit.Separator:
+    links = [f"stemsplit?base_url={stemsplit_url}&format=wav" + (f"&fit={fit}" if fit else "")]
     if ezstems is not None:
         links.append(f"ezstems?base_url={ezstems.base_url}&stems=2")
     links.extend(tail)
@@ -90,14 +92,14 @@ def test_both_hosted_down_the_local_provider_serves(song: Path) -> None:
     assert ez_requests >= 1
 
 
-def test_a_file_too_large_for_stemsplit_skips_it_without_a_request(tmp_path: Path) -> None:
+def test_with_fitting_off_a_file_too_large_for_stemsplit_skips_it_without_a_request(tmp_path: Path) -> None:
     big = tmp_path / "big.wav"
     frames = (50 * 1024 * 1024) // 4 + 44_100
     with sf.SoundFile(big, "w", 44_100, 2, subtype="PCM_16") as out:
         block = np.zeros((1 << 20, 2), dtype=np.int16)
         for start in range(0, frames, block.shape[0]):
             out.write(block[: min(block.shape[0], frames - start)])
-    with stemsplit_emulator() as (split, url), chain(url, None, "dsp") as sep:
+    with stemsplit_emulator() as (split, url), chain(url, None, "dsp", fit="off") as sep:
         result = sep.separate(big, stems=["vocals"])
     assert stemsplit_requests(split) == 0
     assert result.attempts[0].outcome == "skipped"

@@ -191,6 +191,11 @@ class SeparatorBase(abc.ABC):
     def __init__(self, target: str | None = None, options: Mapping[str, Any] | BaseModel | None = None) -> None:
         raw = options.model_dump(exclude_unset=True) if isinstance(options, BaseModel) else dict(options or {})
         self.target = target
+        # ``fit`` is reserved for the core (stemkit.compose.fit), never the plugin's: ``ezstems?fit=lossless``.
+        from stemkit.compose.fit import FIT_OPTION, FitMode, fit_mode
+
+        self._fit_given = FIT_OPTION in raw
+        self.fit_mode: FitMode = fit_mode(raw.pop(FIT_OPTION, "auto"))
         self._raw_options: dict[str, Any] = raw
         self.options = validate_options(self.Options, raw, provider=self._label)
         self._closed = False
@@ -211,6 +216,8 @@ class SeparatorBase(abc.ABC):
     @property
     def spec(self) -> str:
         options = {k: str(v) for k, v in self._raw_options.items()}
+        if self._fit_given:
+            options["fit"] = self.fit_mode
         return ProviderSpec(self.name, self.target, options).render()
 
     def __repr__(self) -> str:
@@ -276,6 +283,14 @@ class SeparatorBase(abc.ABC):
         run the provider's work under the deadline (``timeout`` seconds, else :meth:`default_timeout`),
         normalize and derive the stems — all behind one error boundary.
         """
+        fit = self._fit_for_call(options)
+        options.pop("fit", None)
+        if fit != "off":  # fitting may split the input into pieces, each separated with fit="off"
+            from stemkit.compose.fit import separate_fitted
+
+            with error_boundary(self._label):
+                return await separate_fitted(self, audio, mode=fit, stems=stems, progress=progress,
+                                             sample_rate=sample_rate, timeout=timeout, options=options)  # fmt: skip
         started = time.perf_counter()
         with error_boundary(self._label):
             if timeout is not None and not timeout >= 0:
@@ -333,6 +348,12 @@ class SeparatorBase(abc.ABC):
         else:
             message += "; give it more time (timeout=) or use a faster provider"
         return SeparationTimeout(message, job_id=job_id, provider=self.name)
+
+    def _fit_for_call(self, options: Mapping[str, Any]) -> str:
+        """The fit mode of one call: its ``fit=`` keyword, else the spec's (``auto`` by default)."""
+        from stemkit.compose.fit import FIT_OPTION, fit_mode
+
+        return fit_mode(options[FIT_OPTION]) if FIT_OPTION in options else self.fit_mode
 
     def close(self) -> None:
         """Release sessions and connections. Idempotent."""

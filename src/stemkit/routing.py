@@ -36,7 +36,6 @@ from stemkit.errors import (
 )
 from stemkit.protocol import Capabilities, ProgressCallback, Separator
 from stemkit.provenance import Attempt
-from stemkit.provider import limit_violation
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
 
@@ -150,10 +149,9 @@ def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str,
         return "does not take YouTube URLs"
     if source.kind == "url" and not caps.accepts_urls:
         return "does not take URLs"
-    violation = limit_violation(caps, source)
-    if violation is not None:
-        return violation[1]
-    return None
+    from stemkit.compose.fit import fit_refusal  # a limit the provider's fit mode can meet is no reason to skip
+
+    return fit_refusal(separator, source)
 
 
 def _union(members: Sequence[Separator]) -> Capabilities:
@@ -262,10 +260,12 @@ class Chain:
     def _begin(
         self, audio: Any, stems: Iterable[str] | str | None, sample_rate: int | None, options: Mapping[str, Any]
     ) -> tuple[AudioSource, tuple[str, ...] | None]:
-        """Open the input once for every member; provider options belong in each member's spec."""
+        """Open the input once for every member; provider options belong in each member's spec (``fit=``, which
+        every stemkit provider takes, is the one option a whole chain passes on)."""
         if self._closed:
             raise StemkitError("chain: this separator is closed; load a new one")
-        if options:
+        if set(options) - {"fit"}:
+            options = {k: v for k, v in options.items() if k != "fit"}
             raise ConfigError(
                 f"chain: provider option(s) {', '.join(sorted(options))} cannot be passed to a whole chain; "
                 "put them in each provider's spec string (e.g. 'stemsplit?quality=best | dsp')"
@@ -317,8 +317,9 @@ class Chain:
         with error_boundary("chain"):
             deadline = self.deadline if timeout is None else timeout
             source, requested = await anyio.to_thread.run_sync(self._begin, audio, stems, sample_rate, options)
+            shared = {k: v for k, v in options.items() if k == "fit"}
             try:
-                result = await self._run(audio, source, requested, progress, deadline)
+                result = await self._run(audio, source, requested, progress, deadline, shared)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(source.close)
@@ -334,7 +335,7 @@ class Chain:
 
     async def _run(
         self, audio: Any, source: AudioSource, requested: tuple[str, ...] | None, progress: ProgressCallback | None,
-        deadline: float | None,
+        deadline: float | None, shared: Mapping[str, Any],
     ) -> StemSet:  # fmt: skip
         started = time.monotonic()
         attempts: list[Attempt] = []
@@ -350,6 +351,8 @@ class Chain:
                 given, extra = member_input(member, source, audio)
                 if limit is not None:
                     extra["timeout"] = limit
+                if getattr(member, "accepts_audio_source", False):
+                    extra.update(shared)  # stemkit's own separators take fit= (a plain protocol provider need not)
                 with error_boundary(member.spec):
                     result = await member.aseparate(given, stems=requested, progress=progress, **extra)
             except (InputError, ConfigError):

@@ -143,12 +143,12 @@ def test_the_provider_loads_from_a_spec_string(emulator: Emu, song: Path, monkey
 # -- limits -------------------------------------------------------------------------------------------------
 
 
-def test_a_file_over_the_plan_limit_is_refused_before_upload(
+def test_with_fitting_off_a_file_over_the_plan_limit_is_refused_before_upload(
     emulator: Emu, separator_for: SeparatorFactory, big_wav: Path
 ) -> None:
     before = emulator.count("POST", "upload")
     with pytest.raises(ProviderLimitError, match="over the 31 MB limit for ezstems"):
-        separator_for(emulator, plan="basic").separate(big_wav)
+        separator_for(emulator, plan="basic").separate(big_wav, fit="off")
     assert emulator.count("POST", "upload") == before
 
 
@@ -161,14 +161,14 @@ def test_the_server_side_plan_limit_is_a_limit_error_too(
     assert emu.count("POST", "upload") == 1
 
 
-def test_an_unsupported_input_format_is_refused_before_upload(
+def test_with_fitting_off_an_unsupported_input_format_is_refused_before_upload(
     emulator: Emu, separator_for: SeparatorFactory, song: Path, tmp_path: Path
 ) -> None:
     flac = tmp_path / "song.flac"
     sf.write(flac, sf.read(song)[0], 22050)
     before = emulator.count("POST", "upload")
     with pytest.raises(ProviderLimitError, match="not accepted"):
-        separator_for(emulator).separate(flac)
+        separator_for(emulator).separate(flac, fit="off")
     assert emulator.count("POST", "upload") == before
 
 

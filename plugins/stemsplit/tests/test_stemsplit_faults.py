@@ -124,7 +124,10 @@ def test_urls_that_expire_early_are_refreshed_with_one_more_get(serve: Serve, so
     with served.separator() as sep:
         sep.separate(song, stems=["vocals", "instrumental"])
     rejected = [r for r in served.requests if r.path.startswith("/storage/outputs/") and r.status == 403]
-    assert len(rejected) == 2  # both outputs are fetched at once; each expired URL is tried once
+    # The outputs download concurrently: each URL of the expired answer is refused at most once (a sibling
+    # download cancelled by the first refusal may not get that far).
+    assert 1 <= len(rejected) <= 2
+    assert len({r.path for r in rejected}) == len(rejected)
     gets_after = [r for r in served.requests if r.method == "GET" and r.path.startswith("/api/v1/jobs/")]
     assert served.emulator.config.faults.fired["expire-urls"] == 1
     assert len(gets_after) >= 2

@@ -141,11 +141,11 @@ def test_missing_key_is_a_config_error_naming_the_variable(monkeypatch: pytest.M
         sep.separate(song)
 
 
-def test_a_file_over_the_limit_is_refused_before_any_request(served: Served, tmp_path: Path) -> None:
+def test_with_fitting_off_a_file_over_the_limit_is_refused_before_any_request(served: Served, tmp_path: Path) -> None:
     big = tmp_path / "big.wav"
     sf.write(big, np.zeros((50 * 1024 * 1024 // 8 + 1000, 2), dtype="float32"), 44100, subtype="FLOAT")
     with served.separator() as sep, pytest.raises(ProviderLimitError, match="limit") as info:
-        sep.separate(big)
+        sep.separate(big, fit="off")
     assert info.value.code == "FILE_TOO_LARGE"
     assert served.requests == []
 

@@ -46,7 +46,7 @@ from stemkit.evaluate.references import LoadedReferences, ReferenceSet, derivabl
 from stemkit.evaluate.report import INDICATORS, SONG, Report, RunRecord, Score
 from stemkit.inputs import expand_inputs, output_names
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
-from stemkit.stems import CANONICAL_STEMS, normalize_request
+from stemkit.stems import normalize_request, order_stems
 
 __all__ = ["BASELINES", "METRICS", "compare", "parse_metrics"]
 
@@ -298,7 +298,7 @@ def _plan_requests(tracks: list[_Track], contestants: list[_Contestant], explici
                     else [s for s in candidates if s in (track.references.stems if track.references else ())]
                 )
                 union += [s for s in natural if s not in union]
-            candidates = [s for s in CANONICAL_STEMS if s in union] or candidates
+            candidates = order_stems(union) or candidates
         track.stems = tuple(candidates)
         for c in contestants:
             if c.separator is None:
@@ -353,7 +353,7 @@ def _tracks(inputs: InputArg, references: str | Path | None, stems: str | Sequen
                     f"stems: {', '.join(missing)} not among the references in {ref.folder} ({', '.join(ref.stems)}) "
                     f"nor derivable from them; request stems that have a reference ({', '.join(available)})"
                 )
-            available = tuple(s for s in CANONICAL_STEMS if s in requested)
+            available = tuple(order_stems(requested))
         tracks.append(_Track(name, path, ref, stems=available))
     return tracks
 
@@ -547,7 +547,7 @@ def _run(
             for future in futures.values():
                 future.cancel()
             raise
-    report.stems = [s for s in CANONICAL_STEMS if s in stems_seen]
+    report.stems = order_stems(stems_seen)
     return report
 
 
@@ -779,7 +779,8 @@ class _TrackScorer:
                     for est_label, value in by_est.items():
                         report.scores.append(Score(track.name, est_label, stem, "agreement", value, against=ref_label))
         if "consensus" in self.metrics:
-            stems = [s for s in CANONICAL_STEMS if sum(s in per for per in aligned.values()) >= 2]
+            seen = {s for per in aligned.values() for s in per}
+            stems = [s for s in order_stems(seen) if sum(s in per for per in aligned.values()) >= 2]
             for stem in stems:
                 having = {label: per[stem] for label, per in aligned.items() if stem in per}
                 for label, value in consensus(having).items():
@@ -799,7 +800,7 @@ class _TrackScorer:
         listening = Listening(self.track.name, start, end, chosen)
         mix = self.refs.mixture if self.refs is not None else self.mix
         wanted: list[tuple[str, str, str, NDArray[Any]]] = [("mixture", "mixture", "mixture", mix)]
-        order = [s for s in CANONICAL_STEMS if s in self.ref_stems or any(s in a for a in self.aligned.values())]
+        order = order_stems({*self.ref_stems, *(s for a in self.aligned.values() for s in a)})
         for stem in order:
             if stem in self.ref_stems:
                 wanted.append((stem, "reference", "reference", self.ref_stems[stem]))

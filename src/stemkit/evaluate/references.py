@@ -7,7 +7,8 @@ Two layouts are understood:
   root or under ``ROOT/train`` and ``ROOT/test``. An input is matched to its track by its folder (the
   track's own ``mixture.wav``) or by its file name (``<track>.wav`` anywhere).
 
-File names are mapped to canonical stems with stemkit's aliases (``accompaniment.wav`` → instrumental);
+File names are mapped to stem names with stemkit's aliases (``accompaniment.wav`` → instrumental) and the
+stems plugins register (``lead_vocals.wav``);
 an audio file whose name is neither a stem nor ``mixture`` is an error, because silently leaving it out
 would change what "other" means.
 
@@ -28,7 +29,7 @@ import numpy as np
 from stemkit.audio import FloatArray, open_source
 from stemkit.errors import ConfigError, InputError
 from stemkit.inputs import AUDIO_SUFFIXES
-from stemkit.stems import CANONICAL_STEMS, Plan, canonical_name, plan_stems
+from stemkit.stems import CANONICAL_STEMS, Plan, canonical_name, order_stems, plan_stems, vocabulary
 
 __all__ = ["LoadedReferences", "ReferenceSet", "derivable", "derive", "find_reference_sets", "match_references"]
 
@@ -91,10 +92,11 @@ def _reference_plan(files: Sequence[str], stems: Sequence[str], has_mixture: boo
 
 
 def derivable(references: ReferenceSet) -> tuple[str, ...]:
-    """Every canonical stem the reference files give, directly or by derivation, in canonical order."""
+    """Every stem the reference files give, directly or by derivation, in vocabulary order."""
     files = tuple(references.stems)
     has_mixture = references.mixture is not None
-    return tuple(s for s in CANONICAL_STEMS if _reference_plan(files, [s], has_mixture) is not None)
+    names = vocabulary().names if any(f not in CANONICAL_STEMS for f in files) else CANONICAL_STEMS
+    return tuple(s for s in names if _reference_plan(files, [s], has_mixture) is not None)
 
 
 def derive(references: LoadedReferences, stems: Sequence[str]) -> dict[str, FloatArray]:
@@ -158,9 +160,9 @@ def _stem_set(folder: Path, ignore: frozenset[Path] = frozenset()) -> ReferenceS
     if unknown:
         raise ConfigError(
             f"references: {folder} has audio file(s) that are neither a stem nor the mixture: "
-            f"{', '.join(unknown)}; rename them to stem names ({', '.join(CANONICAL_STEMS)}) or move them out"
+            f"{', '.join(unknown)}; rename them to stem names ({', '.join(vocabulary().names)}) or move them out"
         )
-    ordered = {name: stems[name] for name in CANONICAL_STEMS if name in stems}
+    ordered = {name: stems[name] for name in order_stems(stems)}
     return ReferenceSet(folder.name, folder, ordered, mixture)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -13,7 +14,7 @@ import soundfile as sf
 
 from stemkit.errors import ConfigError, InputError, ProviderLimitError, StemkitError
 from stemkit.protocol import Capabilities, ProgressEvent, Separator
-from stemkit.stems import CANONICAL_STEMS
+from stemkit.stems import CANONICAL_STEMS, vocabulary
 from stemkit.stemset import StemSet
 
 __all__ = ["STAGES", "ProviderConformance", "demo_clip"]
@@ -39,8 +40,9 @@ def _assert_contract(result: StemSet, rate: int, channels: int, frames: int) -> 
         f"StemSet is {result.sample_rate} Hz x {result.channels} ch x {result.frames} frames; "
         f"the input was {rate} Hz x {channels} ch x {frames} frames"
     )
+    known = vocabulary()
     for name, stem in result.items():
-        assert name in CANONICAL_STEMS, f"stem name {name!r} is not canonical"
+        assert known.is_known(name), f"stem name {name!r} is neither canonical nor registered (stemkit.stems)"
         assert stem.name == name
         audio = stem.audio
         assert audio.dtype == np.float32, f"{name}: dtype {audio.dtype}, not float32"
@@ -100,7 +102,7 @@ class ProviderConformance:
             assert not [n for n, s in result.items() if s.derived], f"{combination}: claimed but derived"
 
     def test_stems_it_cannot_produce_are_refused_before_any_work(self, separator: Separator, clip: Path) -> None:
-        missing = [s for s in CANONICAL_STEMS if s not in _reachable(separator)]
+        missing = [s for s in _names(separator) if s not in _reachable(separator)]
         if not missing:
             pytest.skip("this provider can produce or derive every canonical stem")
         with pytest.raises(ConfigError, match=missing[0]):
@@ -111,10 +113,11 @@ class ProviderConformance:
     ) -> None:
         caps = separator.capabilities
         checked = False
+        off = _fit_off(separator)
         if caps.min_duration_seconds:
             short = demo_clip(tmp_path, seconds=max(0.01, caps.min_duration_seconds / 2))
             with pytest.raises(ProviderLimitError):
-                separator.separate(short)
+                separator.separate(short, **off)
             checked = True
         if caps.max_file_bytes is not None and caps.max_file_bytes <= 400_000_000:
             big = tmp_path / "big.wav"
@@ -124,10 +127,20 @@ class ProviderConformance:
                 for start in range(0, frames, block.shape[0]):
                     out.write(block[: min(block.shape[0], frames - start)])
             with pytest.raises(ProviderLimitError):
-                separator.separate(big)
+                separator.separate(big, **off)
             checked = True
         if not checked:
             pytest.skip("this provider states no size or duration limit small enough to test")
+
+    def test_an_input_under_its_minimum_duration_is_padded_to_fit(self, separator: Separator, tmp_path: Path) -> None:
+        caps = separator.capabilities
+        if not caps.min_duration_seconds or not hasattr(separator, "fit_mode"):
+            pytest.skip("this provider states no minimum duration, or does not fit inputs (no fit_mode)")
+        short = demo_clip(tmp_path, seconds=max(0.01, caps.min_duration_seconds / 2))
+        info = sf.info(short)
+        result = separator.separate(short, fit="auto")
+        _assert_contract(result, info.samplerate, info.channels, info.frames)
+        assert result.provenance.extra["fit"]["padded_seconds"] > 0
 
     # -- bad input --------------------------------------------------------------------------------------
     def test_bad_input_is_an_input_error(self, separator: Separator, tmp_path: Path) -> None:
@@ -194,10 +207,21 @@ class ProviderConformance:
         assert not leaks, f"the secret appears in: {leaks[0][:200]}"
 
 
+def _fit_off(separator: Separator) -> dict[str, Any]:
+    """``fit="off"`` for a provider that fits inputs to its limits by default (every SeparatorBase)."""
+    return {"fit": "off"} if hasattr(separator, "fit_mode") else {}
+
+
+def _names(separator: Separator) -> list[str]:
+    """Canonical stems, and the registered ones the provider names in its combinations."""
+    produced = {s for combo in separator.capabilities.combinations for s in combo}
+    return [*CANONICAL_STEMS, *(s for s in vocabulary().registered if s in produced)]
+
+
 def _reachable(separator: Separator) -> set[str]:
     caps = separator.capabilities
     out = set()
-    for stem in CANONICAL_STEMS:
+    for stem in _names(separator):
         try:
             caps.plan([stem])
         except ConfigError:
