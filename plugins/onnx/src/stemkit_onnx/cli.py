@@ -97,7 +97,7 @@ def list_models(
     cache_dir: CacheOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Every model: stems with their published SDR, download size, whether it is cached (no network)."""
+    """Every model: its stems with their published SDR, its size, whether it is cached (no network)."""
     prec = _precision(precision)
     models = catalog.models(precision=prec, cache_dir=cache_dir)
     caches = {"htdemucs": str(hub.cache_root(cache_dir)), "mdx-net": str(uvr.cache_folder(cache_dir))}

@@ -305,6 +305,24 @@ class OnnxSeparator(SeparatorBase):
     def model_label(self) -> str:
         return self._model.label
 
+    @property
+    def device_choice(self) -> DeviceChoice:
+        """What ``device=`` resolved to here (``stemkit doctor`` shows it)."""
+        return self._device
+
+    def local_files(self) -> list[Path] | None:
+        """The model file(s) a default run would load, when all are on disk already (no download), else None."""
+        resolved, options = self._model, self._options
+        if resolved.custom_path is not None:
+            return [resolved.custom_path]
+        if resolved.mdx_model is not None:
+            found = uvr.cached_path(resolved.mdx_model, options.cache_dir)
+            return None if found is None else [found]
+        model = resolved.registry_model
+        assert model is not None
+        paths = [hub.cached_path(f, options.cache_dir) for f in model.files(options.precision)]
+        return None if any(p is None for p in paths) else [p for p in paths if p is not None]
+
     def _needs_download(self) -> bool:
         """Whether a run would have to fetch weights (they are not all in the cache)."""
         options = self._options
