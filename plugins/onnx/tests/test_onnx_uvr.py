@@ -12,6 +12,7 @@ import pytest
 
 import stemkit
 from stemkit.errors import ProviderUnavailableError
+from stemkit.protocol import ProgressEvent
 from stemkit_onnx import OnnxSeparator, quality, uvr
 from stemkit_onnx.testing import mdx_model
 
@@ -109,7 +110,12 @@ def test_a_model_is_downloaded_through_redirects_and_failures_checked_and_cached
     sep = OnnxSeparator(HQ3, {"cache_dir": str(cache), "device": "cpu"})
     assert sep.capabilities.needs_network
     audio = noise(2, 50_000)
-    stems = sep.separate(wav(audio))
+    events: list[ProgressEvent] = []
+    stems = sep.separate(wav(audio), progress=events.append)
+    downloads = [e for e in events if e.stage == "download"]
+    assert downloads
+    assert downloads[-1].fraction == 1.0
+    assert downloads[-1].message.startswith(registered.filename)
     assert _leftovers(cache) == [registered.filename]  # no partial or unverified file left beside it
     assert (cache / registered.filename).read_bytes() == hq3_file.read_bytes()
     assert not sep.capabilities.needs_network

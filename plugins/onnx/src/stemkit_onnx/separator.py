@@ -428,10 +428,16 @@ class OnnxSeparator(SeparatorBase):
             out.append(self._load(path, device, options, registry=True))
         return out
 
-    def _mdx_session(self, options: OnnxOptions, device: DeviceChoice) -> tuple[Any, MdxSignature]:
-        resolved = self._model
+    def _mdx_session(self, job: SeparationJob, device: DeviceChoice) -> tuple[Any, MdxSignature]:
+        resolved, options = self._model, job.options
         if resolved.mdx_model is not None:
-            path = uvr.fetch(resolved.mdx_model, cache_dir=options.cache_dir)
+            filename = resolved.mdx_model.filename
+
+            def downloading(done: int, total: int | None) -> None:
+                size = f" of {total / 1e6:.0f} MB" if total else ""
+                job.progress("download", done / total if total else None, f"{filename}: {done / 1e6:.0f} MB{size}")
+
+            path = uvr.fetch(resolved.mdx_model, cache_dir=options.cache_dir, progress=downloading)
             session, signature = self._load(path, device, options, registry=True)
             if not isinstance(signature, MdxSignature):
                 raise ProviderUnavailableError(
@@ -490,7 +496,7 @@ class OnnxSeparator(SeparatorBase):
         if self._model.arch == "mdx":
             params = self._model.mdx
             assert params is not None
-            session, signature = self._mdx_session(options, device)
+            session, signature = self._mdx_session(job, device)
             sessions = [session]
             runner = mdx_runner(session, signature.input_name, signature.output_name, params, denoise=options.denoise)
             plan = params.plan(options.overlap)
