@@ -120,8 +120,7 @@ def test_the_other_stem_is_exactly_the_mixture_minus_the_target(small: Path, wav
     audio = noise(2, 30_000)
     stems = stemkit.separate(wav(audio), provider=_spec(small, compensate=1.022))
     assert list(stems) == ["vocals", "instrumental"]  # both by default, as UVR writes both
-    assert not stems["vocals"].derived
-    assert stems["instrumental"].derived
+    assert stems.provenance.extra["mdx"]["mixture_minus_primary"] == "instrumental"
     np.testing.assert_array_equal(stems["instrumental"].audio, audio - stems["vocals"].audio)
     # ...so the two sum to the mixture, to float32 rounding
     np.testing.assert_allclose(stems["vocals"].audio + stems["instrumental"].audio, audio, rtol=0, atol=1e-7)
@@ -132,8 +131,8 @@ def test_an_instrumental_model_estimates_the_instrumental_and_derives_the_vocals
 ) -> None:
     audio = noise(2, 20_000, seed=3)
     stems = stemkit.separate(wav(audio), provider=_spec(small, primary="instrumental"))
-    assert not stems["instrumental"].derived
-    assert stems["vocals"].derived
+    assert stems.provenance.extra["mdx"]["mixture_minus_primary"] == "vocals"
+    np.testing.assert_array_equal(stems["vocals"].audio, audio - stems["instrumental"].audio)
     np.testing.assert_allclose(stems["instrumental"].audio, _reference(audio, _gains(DIM_F)), atol=1e-5)
     only = stemkit.separate(wav(audio), provider=_spec(small, primary="instrumental"), stems="vocals")
     assert list(only) == ["vocals"]
@@ -220,13 +219,13 @@ def test_a_custom_mdx_file_takes_its_dims_from_the_model_and_records_its_paramet
 ) -> None:
     sep = OnnxSeparator(str(small), {"n_fft": N_FFT, "primary": "vocals", "compensate": 1.05, "device": "cpu"})
     caps = sep.capabilities
-    assert caps.combinations == (("vocals",),)
+    assert caps.combinations == (("vocals", "instrumental"),)
     assert caps.extra["architecture"] == "mdx-net"
     assert caps.extra["segment_seconds"] == pytest.approx(HOP * (DIM_T - 1) / 44_100)
     stems = sep.separate(wav(noise(2, 5000)))
     assert stems.provenance.extra["mdx"] == {
         "n_fft": N_FFT, "dim_f": DIM_F, "dim_t": DIM_T, "hop": HOP, "compensate": 1.05, "primary": "vocals",
-        "denoise": False,
+        "denoise": False, "mixture_minus_primary": "instrumental",
     }
     assert stems.provenance.extra["architecture"] == "mdx-net"
 
@@ -284,3 +283,25 @@ def test_a_lone_other_estimate_is_musdb_s_other_and_derives_nothing_else(tmp_pat
     assert list(stems) == ["other"]
     with pytest.raises(ConfigError, match="cannot produce or derive vocals"):
         sep.separate(wav(noise(2, 2000)), stems="vocals")
+
+
+def test_the_complement_is_written_as_the_estimate_is_holding_only_a_few_chunks_of_input(
+    small: Path, wav: Callable[..., Path], noise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stemkit_onnx import _stream
+    from stemkit_onnx import separator as separator_module
+
+    held: list[int] = []
+
+    class Watched(_stream.MixtureTap):
+        def take(self, count: int) -> np.ndarray:
+            held.append(sum(b.shape[1] for b in self._kept) - self._offset)
+            return super().take(count)
+
+    monkeypatch.setattr(separator_module, "MixtureTap", Watched)
+    audio = noise(2, 44_100 * 20)
+    stems = stemkit.separate(wav(audio), provider=_spec(small, stream="on"))
+    np.testing.assert_array_equal(stems["instrumental"].audio, audio - stems["vocals"].audio)
+    chunk = HOP * (DIM_T - 1)
+    assert held
+    assert max(held) <= 8 * chunk + 2 * 65_536  # a few chunks in flight and two read blocks, not the song

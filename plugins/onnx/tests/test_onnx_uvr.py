@@ -56,9 +56,9 @@ def test_names_resolve_as_audio_separator_users_type_them(spelling: str) -> None
     assert uvr.resolve(spelling) == uvr.registry()["Kim_Vocal_2"]
     sep = OnnxSeparator(spelling, {"device": "cpu"})
     assert sep.model_label == "onnx:Kim_Vocal_2"
-    assert sep.capabilities.combinations == (("vocals",),)
-    assert sep.plan(None).combination == ("vocals",)
+    assert sep.capabilities.combinations == (("vocals", "instrumental"),)
     assert [d.name for d in sep.plan(None).outputs] == ["vocals", "instrumental"]
+    assert sep.plan("instrumental").combination == ("vocals", "instrumental")  # the subtraction costs nothing
 
 
 def test_registry_parameters_cannot_be_overridden(tmp_path: Path) -> None:

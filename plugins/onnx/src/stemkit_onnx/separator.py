@@ -38,13 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stemkit.errors import ConfigError, ProviderUnavailableError, SeparationTimeout
 from stemkit.protocol import Capabilities
 from stemkit.provider import RawResult, SeparationJob, SeparatorBase
-from stemkit.stems import Plan, canonical_name
+from stemkit.stems import canonical_name
 from stemkit_onnx import hub, uvr
 from stemkit_onnx._devices import DeviceChoice, parse_device, select_device, session_fallback
 from stemkit_onnx._engine import Float32Array, SegmentPlan, run_passes
 from stemkit_onnx._mdx import HOP, MdxParams, mdx_runner
 from stemkit_onnx._sessions import DEFAULT_SEGMENT, MdxSignature, Signature, load_session
-from stemkit_onnx._stream import MODEL_RATE, ModelRateInput, StemArrays, StemFiles
+from stemkit_onnx._stream import MODEL_RATE, MixtureTap, ModelRateInput, StemArrays, StemFiles
 
 __all__ = ["MAX_SHIFT", "OnnxOptions", "OnnxSeparator"]
 
@@ -135,6 +135,11 @@ class _Resolved:
     @property
     def primary(self) -> str | None:
         return self.sources[0] if self.arch == "mdx" else None
+
+    @property
+    def complement(self) -> str | None:
+        """The MDX-Net stem written as the mixture minus the estimate (vocals <-> instrumental), if any."""
+        return {"vocals": "instrumental", "instrumental": "vocals"}.get(self.primary or "")
 
 
 def _is_path(target: str) -> bool:
@@ -347,6 +352,8 @@ class OnnxSeparator(SeparatorBase):
             combos = (*subsets, canonical)
             partial = frozenset(subsets)
             default = len(combos) - 1
+        elif self._model.complement is not None:
+            combos = (("vocals", "instrumental"),)  # the estimate, and the mixture minus it
         else:
             combos = (canonical,)
             if self._model.arch == "mdx" and canonical == ("other",):
@@ -369,13 +376,6 @@ class OnnxSeparator(SeparatorBase):
                 "segment_seconds": self._segment() / MODEL_RATE,
             },
         )
-
-    def plan(self, stems: Iterable[str] | str | None) -> Plan:
-        """As the base class; an MDX-Net model's default is both stems: its estimate and mixture minus it."""
-        primary = self._model.primary
-        if stems is None and primary in ("vocals", "instrumental"):
-            stems = ("vocals", "instrumental")
-        return super().plan(stems)
 
     def _segment(self) -> int:
         if self._model.mdx is not None:
@@ -503,6 +503,7 @@ class OnnxSeparator(SeparatorBase):
             window = params.window(options.overlap)
             names = [self._model.sources[0]]
             base_delay = params.trim
+            complement = self._model.complement
         else:
             parts = self._parts(job.combination)
             loaded = self._sessions(parts, options, device)
@@ -519,6 +520,7 @@ class OnnxSeparator(SeparatorBase):
             names = [name for part in parts for name, _ in part.rows]
             runner = self._runner(parts, loaded, segment)
             base_delay = 0
+            complement = None
         timings["load"] = time.perf_counter() - started
         delays, seed = self._delays(options, base_delay)
 
@@ -539,9 +541,11 @@ class OnnxSeparator(SeparatorBase):
                 )
 
         stream = options.stream == "on" or (
-            options.stream == "auto" and len(names) * source.channels * source.frames * 4 > STREAM_ABOVE_BYTES
+            options.stream == "auto"
+            and (len(names) + (complement is not None)) * source.channels * source.frames * 4 > STREAM_ABOVE_BYTES
         )
-        paths = [job.workdir / f"{name}.wav" for name in names]
+        outputs = [*names, complement] if complement is not None else names
+        paths = [job.workdir / f"{name}.wav" for name in outputs]
         shape = {"sample_rate": source.sample_rate, "channels": source.channels, "frames": source.frames}
         passes = f", {len(delays)} passes" if len(delays) > 1 else ""
         job.progress(
@@ -554,7 +558,10 @@ class OnnxSeparator(SeparatorBase):
         hasher.start()
         stems: dict[str, Float32Array | Path]
         try:
-            reader = ModelRateInput(source.iter_blocks(_READ_BLOCK), source.sample_rate)
+            blocks = source.iter_blocks(_READ_BLOCK)
+            # The complement of an MDX-Net estimate: the input minus it, written as the estimate is.
+            tap = MixtureTap(blocks) if complement is not None else None
+            reader = ModelRateInput(iter(tap) if tap is not None else blocks, source.sample_rate)
             run = functools.partial(
                 run_passes,
                 reader,
@@ -567,15 +574,15 @@ class OnnxSeparator(SeparatorBase):
                 background=True,
             )
             if stream:
-                with StemFiles(paths, **shape) as files:
+                with StemFiles(paths, **shape, residual=tap) as files:
                     run(emit=files.write)
                     files.finish()
-                stems = dict(zip(names, paths, strict=True))
+                stems = dict(zip(outputs, paths, strict=True))
             else:
-                arrays = StemArrays(len(names), **shape)
+                arrays = StemArrays(len(names), **shape, residual=tap)
                 run(emit=arrays.write)
                 arrays.finish()
-                stems = dict(zip(names, arrays.arrays, strict=True))
+                stems = dict(zip(outputs, arrays.arrays, strict=True))
         finally:
             hasher.join()
         timings["process"] = time.perf_counter() - run_started
@@ -597,7 +604,8 @@ class OnnxSeparator(SeparatorBase):
         if self._model.mdx is not None:
             p = self._model.mdx
             extra["mdx"] = {"n_fft": p.n_fft, "dim_f": p.dim_f, "dim_t": p.dim_t, "hop": p.hop,
-                            "compensate": p.compensate, "primary": self._model.sources[0], "denoise": options.denoise}
+                            "compensate": p.compensate, "primary": self._model.sources[0], "denoise": options.denoise,
+                            "mixture_minus_primary": complement}
         return RawResult(
             stems=stems,
             sample_rate=source.sample_rate,
