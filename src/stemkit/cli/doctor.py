@@ -16,16 +16,18 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from stemkit.cli._console import console
-from stemkit.config import ProviderSpec, default_chain, parse_chain
-from stemkit.registry import entry_points, providers
-from stemkit.routing import OFFLINE_ENV
 
+if TYPE_CHECKING:
+    from stemkit.config import ProviderSpec
+
+# Imported when the command runs, not when the CLI is built (every `stemkit` invocation builds it).
+OFFLINE_ENV = "STEMKIT_OFFLINE"  # stemkit.routing.OFFLINE_ENV, read the same way
 __all__ = ["DIAGNOSTICS_GROUP", "LEVELS", "collect", "register"]
 
 DIAGNOSTICS_GROUP = "stemkit.diagnostics"
@@ -54,6 +56,8 @@ def _clean(raw: Iterable[Mapping[str, Any]], source: str) -> list[dict[str, str]
 
 
 def _diagnose(name: str, spec: ProviderSpec | None) -> list[dict[str, str]]:
+    from stemkit.registry import entry_points
+
     found = {ep.name: ep for ep in entry_points(DIAGNOSTICS_GROUP)}
     if name not in found:
         return [_finding("info", "diagnostics", f"the {name} plugin offers no diagnostics")]
@@ -67,6 +71,9 @@ def _diagnose(name: str, spec: ProviderSpec | None) -> list[dict[str, str]]:
 
 def collect(spec: str | None = None) -> dict[str, Any]:
     """Everything ``stemkit doctor`` prints, as data: the environment, then one section per provider."""
+    from stemkit.config import default_chain, parse_chain
+    from stemkit.registry import entry_points, providers
+
     installed = {p.name: p for p in providers()}
     offline = os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0")
     environment = {

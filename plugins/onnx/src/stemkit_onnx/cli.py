@@ -17,10 +17,12 @@ from rich.text import Text
 
 from stemkit.cli._console import console, err_console
 from stemkit.errors import ConfigError
-from stemkit_onnx import catalog, hub, quality, uvr
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+    from stemkit_onnx import catalog
+    from stemkit_onnx.hub import Precision
 
 Reporter = Callable[[str, int, int | None], None]
 
@@ -44,12 +46,12 @@ CacheOpt = Annotated[
 ]
 
 
-def _precision(value: str) -> hub.Precision:
+def _precision(value: str) -> Precision:
     if value == "fp32":
         return "fp32"
     if value == "fp16weights":
         return "fp16weights"
-    raise ConfigError(f"--precision: {value!r} is not one of {', '.join(hub.PRECISIONS)}")
+    raise ConfigError(f"--precision: {value!r} is not one of fp32, fp16weights")
 
 
 def _mb(size: int) -> str:
@@ -98,6 +100,8 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every model: its stems with their published SDR, its size, whether it is cached (no network)."""
+    from stemkit_onnx import catalog, hub, quality, uvr
+
     prec = _precision(precision)
     models = catalog.models(precision=prec, cache_dir=cache_dir)
     caches = {"htdemucs": str(hub.cache_root(cache_dir)), "mdx-net": str(uvr.cache_folder(cache_dir))}
@@ -146,6 +150,8 @@ def pull(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Download a model into the cache (refreshing it), so later runs, even offline, find it."""
+    from stemkit_onnx import catalog
+
     prec = _precision(precision)
     progress = _progress() if err_console.is_terminal else None
     try:
