@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = "bare run,stemkit,demucs-onnx"
+CASES = "bare run,stemkit,demucs-onnx"  # the cases both versions have (--cases adds 'stemkit stream=on')
 
 
 def export(base: str, into: Path) -> Path:
@@ -40,7 +40,7 @@ def run(src: Path | None, args: argparse.Namespace) -> dict[str, dict[str, list[
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    command = [sys.executable, str(ROOT / "bench" / "onnx_speed.py"), "--json", "--cases", CASES,
+    command = [sys.executable, str(ROOT / "bench" / "onnx_speed.py"), "--json", "--cases", args.cases,
                "--runs", str(args.runs), "--seconds", str(args.seconds)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     out: dict[str, dict[str, list[float]]] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--cases", default=CASES, help="cases of onnx_speed.py (must include 'bare run', 'stemkit')")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stemkit-bench-base-") as tmp:
         src = export(args.base, Path(tmp))
@@ -75,7 +76,7 @@ def main() -> None:
 
     print(f"base {args.base} vs working tree: {args.rounds} rounds x {args.runs} runs, {args.seconds:.0f} s song")
     for kind in ("wall", "cpu"):
-        for case in CASES.split(","):
+        for case in args.cases.split(","):
             b, n = statistics.median(pooled("base", kind, case)), statistics.median(pooled("now", kind, case))
             print(f"  {kind:4s} {case:12s} base {b:7.3f} s   now {n:7.3f} s   now/base {n / b:.3f}")
         b, n = statistics.median(over("base", kind)), statistics.median(over("now", kind))
