@@ -1,6 +1,7 @@
 """Peak memory of separating a long stereo WAV to disk: stemkit's onnx provider vs demucs-onnx, same model.
 
     .venv/bin/python bench/onnx_memory.py [--long 1800] [--short 300] [--threads 1] [--cases all|derived|...]
+        [--shifts 2] [--no-demucs]
 
 Each measurement runs in its own fresh process (peak RSS = ``ru_maxrss`` of that process):
 
@@ -11,6 +12,8 @@ Each measurement runs in its own fresh process (peak RSS = ``ru_maxrss`` of that
   floor every run starts from);
 * ``derived`` (issue 11): the long input with ``stream=on``, once for the model's direct stems and once for
   ``stems=vocals,instrumental`` (instrumental is derived: the sum of drums, bass and other), both saved.
+* with ``--shifts N``: ``stemkit`` again with ``shifts=N`` (N passes in step over one read of the input): memory
+  should not grow with N nor with the length. ``--no-demucs`` leaves demucs-onnx out (its 30 min run is long).
 
 Targets: stemkit(30 min) <= demucs-onnx(30 min) / 3 and stemkit(30 min) <= 1.2 x stemkit(5 min) (issue 5);
 vocals,instrumental(30 min) <= 1.2 x direct stems(30 min) (issue 11: derived stems are summed block by
@@ -34,7 +37,7 @@ import _onnx_common as common
 CASES = ("imports", "stemkit", "demucs-onnx", "derived")
 
 
-def child(kind: str, song: Path, out: Path, threads: int | None) -> None:
+def child(kind: str, song: Path, out: Path, threads: int | None, extra: str = "") -> None:
     model = common.bench_model_path()
     common.serve_model(model)
     started = time.perf_counter()
@@ -52,7 +55,7 @@ def child(kind: str, song: Path, out: Path, threads: int | None) -> None:
         import stemkit
         from stemkit_onnx._sessions import load_session
 
-        spec = common.stemkit_spec() + (f"&threads={threads}" if threads else "")
+        spec = common.stemkit_spec() + (f"&threads={threads}" if threads else "") + extra
         if kind == "imports":
             load_session(model, ["CPUExecutionProvider"], threads=threads, label="bench")
         else:
@@ -65,10 +68,11 @@ def child(kind: str, song: Path, out: Path, threads: int | None) -> None:
     print(json.dumps({"peak_rss_mb": peak_kb / 1024, "seconds": time.perf_counter() - started}))
 
 
-def measure(kind: str, song: Path, threads: int) -> dict[str, float]:
+def measure(kind: str, song: Path, threads: int, extra: str = "") -> dict[str, float]:
     out = common.work_dir() / f"out-{kind}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child", kind, "--song", str(song), "--out", str(out), "--threads", str(threads)]
+    cmd = [sys.executable, __file__, "--child", kind, "--song", str(song), "--out", str(out), "--threads", str(threads),
+           "--extra", extra]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     shutil.rmtree(out, ignore_errors=True)
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -84,9 +88,12 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--song", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--extra", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--shifts", type=int, default=0, help="also measure stemkit with shifts=N")
+    parser.add_argument("--no-demucs", action="store_true", help="leave demucs-onnx out")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.song, args.out, args.threads or None)
+        child(args.child, args.song, args.out, args.threads or None, args.extra)
         return
     cases = set(CASES) if args.cases == "all" else {c.strip() for c in args.cases.split(",")}
     unknown = cases - set(CASES)
@@ -95,6 +102,8 @@ def main() -> None:
 
     common.bench_model_path()
     long_min, short_min = f"{args.long / 60:.0f} min", f"{args.short / 60:.0f} min"
+    if args.no_demucs:
+        cases.discard("demucs-onnx")
     long_song = common.song(args.long)
     short_song = common.song(args.short) if cases & {"imports", "stemkit", "demucs-onnx"} else None
     rows: dict[str, dict[str, float]] = {}
@@ -103,6 +112,10 @@ def main() -> None:
     if "stemkit" in cases and short_song is not None:
         rows[f"stemkit {short_min}"] = measure("stemkit", short_song, args.threads)
         rows[f"stemkit {long_min}"] = measure("stemkit", long_song, args.threads)
+        if args.shifts:
+            shifted = f"&shifts={args.shifts}&seed=0"
+            rows[f"shifts={args.shifts} {short_min}"] = measure("stemkit", short_song, args.threads, shifted)
+            rows[f"shifts={args.shifts} {long_min}"] = measure("stemkit", long_song, args.threads, shifted)
     if "demucs-onnx" in cases and short_song is not None:
         rows[f"demucs-onnx {short_min}"] = measure("demucs-onnx", short_song, args.threads)
         rows[f"demucs-onnx {long_min}"] = measure("demucs-onnx", long_song, args.threads)
@@ -120,6 +133,7 @@ def main() -> None:
 
     ratio(f"stemkit {long_min}", f"demucs-onnx {long_min}", f"stemkit / demucs-onnx at {long_min}   (target <= 0.333)")
     ratio(f"stemkit {long_min}", f"stemkit {short_min}", f"stemkit {long_min} / {short_min}   (target <= 1.2)")
+    ratio(f"shifts={args.shifts} {long_min}", f"stemkit {long_min}", f"shifts={args.shifts} / shifts=1 at {long_min}")
     ratio(
         f"vocals,instr. {long_min}", f"direct stems {long_min}",
         f"vocals,instrumental / direct stems at {long_min}, stream=on   (target <= 1.2)",

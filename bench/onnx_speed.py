@@ -1,6 +1,6 @@
 """Speed of the onnx provider against demucs-onnx on the same model, and its overhead over bare session.run.
 
-    .venv/bin/python bench/onnx_speed.py [--seconds 180] [--runs 5] [--threads 1]
+    .venv/bin/python bench/onnx_speed.py [--seconds 180] [--runs 5] [--threads 1] [--cases a,b] [--json]
 
 One process, both sides warmed up (sessions created and cached), runs interleaved so machine noise
 hits both alike; medians (and best runs) reported. Every side runs the same model file with the same
@@ -12,15 +12,21 @@ own session pool, since it has no thread setting). Measured:
   demucs-onnx returns them;
 * ``stemkit stream=on`` — the same with the stems written to float WAVs as segments finish (file-backed
   StemSet, what a long input gets), then every stem's ``.audio`` decoded;
+* ``stemkit shifts=2`` — the default case with demucs' ``shifts=2`` (two passes over randomly shifted
+  input, averaged; seeded): the cost of shifts, expected about 2x the model's time;
 * ``demucs-onnx`` — ``demucs_onnx.separate(song, model="htdemucs")``, arrays in memory;
 * ``bare run`` — only ``InferenceSession.run`` over the same zero-padded segments (input pre-sliced).
 
-Targets (issue 5): stemkit / demucs-onnx <= 1.0; stemkit / bare run - 1 <= 5 %.
+Targets (issue 5): stemkit / demucs-onnx <= 1.0; stemkit / bare run - 1 <= 5 %. Issue 16: the default
+(``shifts=1``) must not regress against the code before shifts existed (``bench/onnx_regression.py`` runs
+this script against both), and the cost of ``shifts=2`` is reported. ``--cases`` picks cases (comma-
+separated names as printed); ``--json`` prints the medians as one JSON object instead of the text.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -38,6 +44,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads for every side (0: default)")
+    parser.add_argument("--cases", default="", help="comma-separated cases to run (default: all)")
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
     args = parser.parse_args()
 
     import demucs_onnx
@@ -82,10 +90,25 @@ def main() -> None:
             _ = stem.audio
         results.append(stems)
 
+    def ours_shifted() -> None:
+        results.append(stemkit.separate(song, provider=spec + "&shifts=2&seed=0"))
+
     def theirs() -> None:
         demucs_onnx.separate(song, **common.demucs_kwargs())
 
-    cases = {"bare run": bare, "stemkit": ours, "stemkit stream=on": ours_streamed, "demucs-onnx": theirs}
+    cases = {
+        "bare run": bare,
+        "stemkit": ours,
+        "stemkit stream=on": ours_streamed,
+        "stemkit shifts=2": ours_shifted,
+        "demucs-onnx": theirs,
+    }
+    if args.cases:
+        wanted = [c.strip() for c in args.cases.split(",")]
+        unknown = [c for c in wanted if c not in cases]
+        if unknown:
+            parser.error(f"unknown case(s) {unknown}; cases: {', '.join(cases)}")
+        cases = {name: fn for name, fn in cases.items() if name in wanted}
     for fn in cases.values():  # warm-up: sessions, page cache
         fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -100,31 +123,43 @@ def main() -> None:
                 results.pop().close()
 
     med = {name: statistics.median(values) for name, values in times.items()}
+    cmed = {name: statistics.median(values) for name, values in cpu.items()}
+    if args.json:
+        print(json.dumps({"segments": len(chunks), "runs": args.runs, "wall": times, "cpu": cpu,
+                          "median_wall": med, "median_cpu": cmed}))
+        return
     best = {name: min(values) for name, values in times.items()}
-    per_segment = med["bare run"] / len(chunks)
+    per_segment = med["bare run"] / len(chunks) if "bare run" in med else float("nan")
     print(
         f"input: {args.seconds:.0f} s stereo 44.1 kHz, {len(chunks)} segments; model {model.name} "
         f"({per_segment * 1000:.0f} ms per segment), threads={threads or 'default'}; {args.runs} runs, median"
     )
     for name, values in times.items():
         print(f"  {name:17s} {med[name]:7.3f} s   (runs: {', '.join(f'{v:.3f}' for v in values)})")
-    print(f"stemkit / demucs-onnx        = {med['stemkit'] / med['demucs-onnx']:.3f}   (target <= 1.0)")
-    print(f"stream=on / demucs-onnx      = {med['stemkit stream=on'] / med['demucs-onnx']:.3f}")
-    print(f"stemkit overhead over bare   = {100 * (med['stemkit'] / med['bare run'] - 1):+.1f} %   (target <= 5 %)")
-    print(f"stream=on overhead           = {100 * (med['stemkit stream=on'] / med['bare run'] - 1):+.1f} %")
-    print(f"demucs-onnx overhead         = {100 * (med['demucs-onnx'] / med['bare run'] - 1):+.1f} %")
-    cmed = {name: statistics.median(values) for name, values in cpu.items()}
+
+    def ratio(a: str, b: str, table: dict[str, float]) -> str:
+        return f"{table[a] / table[b]:.3f}" if a in table and b in table else "n/a"
+
+    def over(a: str, table: dict[str, float]) -> str:
+        return f"{100 * (table[a] / table['bare run'] - 1):+.1f} %" if a in table and "bare run" in table else "n/a"
+
+    print(f"stemkit / demucs-onnx        = {ratio('stemkit', 'demucs-onnx', med)}   (target <= 1.0)")
+    print(f"stream=on / demucs-onnx      = {ratio('stemkit stream=on', 'demucs-onnx', med)}")
+    print(f"shifts=2 / shifts=1          = {ratio('stemkit shifts=2', 'stemkit', med)}   (two passes: about 2)")
+    print(f"stemkit overhead over bare   = {over('stemkit', med)}   (target <= 5 %)")
+    print(f"stream=on overhead           = {over('stemkit stream=on', med)}")
+    print(f"demucs-onnx overhead         = {over('demucs-onnx', med)}")
     print("CPU time (all threads of this process; insensitive to other processes on a shared machine):")
     for name in cases:
         print(f"  {name:17s} {cmed[name]:7.3f} s")
     print(
-        f"  stemkit / demucs-onnx = {cmed['stemkit'] / cmed['demucs-onnx']:.3f}; "
-        f"stemkit overhead over bare = {100 * (cmed['stemkit'] / cmed['bare run'] - 1):+.1f} %; "
-        f"demucs-onnx overhead = {100 * (cmed['demucs-onnx'] / cmed['bare run'] - 1):+.1f} %"
+        f"  stemkit / demucs-onnx = {ratio('stemkit', 'demucs-onnx', cmed)}; "
+        f"shifts=2 / shifts=1 = {ratio('stemkit shifts=2', 'stemkit', cmed)}; "
+        f"stemkit overhead over bare = {over('stemkit', cmed)}; demucs-onnx overhead = {over('demucs-onnx', cmed)}"
     )
     print(
-        f"best runs: stemkit / demucs-onnx = {best['stemkit'] / best['demucs-onnx']:.3f}, "
-        f"stemkit overhead = {100 * (best['stemkit'] / best['bare run'] - 1):+.1f} %"
+        f"best runs: stemkit / demucs-onnx = {ratio('stemkit', 'demucs-onnx', best)}, "
+        f"stemkit overhead = {over('stemkit', best)}"
     )
 
 

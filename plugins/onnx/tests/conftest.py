@@ -104,3 +104,78 @@ def hub_cache(tmp_path: Path) -> Callable[..., Path]:
         return cache
 
     return put
+
+
+class ModelServer:
+    """A real HTTP server on loopback standing in for UVR's model repository (``STEMKIT_UVR_MODELS_URL``).
+
+    ``files`` maps a file name to its bytes; ``faults`` maps a file name to a list of faults served
+    first, one per request: ``"503"``, ``"404"``, ``"truncate"`` (declares the full length, sends half and
+    closes) or ``"redirect"`` (302 to ``/cdn/<name>``, which serves the file). ``requests`` records paths.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.faults: dict[str, list[str]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                name = self.path.rsplit("/", 1)[-1]
+                pending = server.faults.get(name)
+                fault = pending.pop(0) if pending and not self.path.startswith("/cdn/") else None
+                if fault == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", f"/cdn/{name}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault in ("503", "404") or name not in server.files:
+                    self.send_response(int(fault or 404))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = server.files[name]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
+                if fault == "truncate":
+                    self.close_connection = True
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="test-model-server", daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/releases"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def model_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
+    """Online, with UVR's model repository served from loopback."""
+    import huggingface_hub.constants as hf_constants
+
+    from stemkit_onnx import uvr
+
+    server = ModelServer()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("STEMKIT_OFFLINE", raising=False)
+    monkeypatch.setenv(uvr.URL_ENV, server.url)
+    try:
+        yield server
+    finally:
+        server.close()

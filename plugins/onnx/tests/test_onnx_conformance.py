@@ -28,3 +28,21 @@ class TestOnnxConformance(ProviderConformance):
     def separator(self, model: Path) -> Iterator[Separator]:
         with stemkit.load(f"onnx:{model}?sources=drums,bass,other,vocals&device=cpu") as separator:
             yield separator
+
+
+@pytest.fixture(scope="module")
+def mdx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from stemkit_onnx.testing import mdx_model
+
+    gains = np.linspace(0.2, 0.9, 700, dtype=np.float32)
+    return mdx_model(tmp_path_factory.mktemp("model") / "mdx.onnx", gains, dim_t=16)
+
+
+class TestOnnxMdxConformance(ProviderConformance):
+    """An MDX-Net model: one stem estimated, the other derived by the core."""
+
+    @pytest.fixture
+    def separator(self, mdx: Path) -> Iterator[Separator]:
+        spec = f"onnx:{mdx}?n_fft=2048&compensate=1.02&primary=instrumental&device=cpu"
+        with stemkit.load(spec) as separator:
+            yield separator

@@ -13,7 +13,14 @@ from demucs_onnx import inference as demucs_inference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stemkit_onnx._engine import ArrayFrames, FrameSource, SegmentPlan, run_overlap_add, transition_window
+from stemkit_onnx._engine import (
+    ArrayFrames,
+    FrameSource,
+    SegmentPlan,
+    run_overlap_add,
+    run_passes,
+    transition_window,
+)
 from stemkit_onnx.testing import fir_model, fir_reference, gain_model
 
 SEGMENT = 64  # stride 48, overlap 16: many segments from a few hundred samples
@@ -242,3 +249,127 @@ def test_a_stop_requested_between_segments_ends_the_background_threads(models: d
             background=True,
         )
     assert not [t for t in threading.enumerate() if t.name.startswith("stemkit-onnx")]
+
+
+# -- other overlaps, other windows, several delayed passes ------------------------------------------------
+
+
+def _dense_reference(
+    audio: np.ndarray, plan: SegmentPlan, window: np.ndarray, delays: tuple[int, ...] = (0,)
+) -> np.ndarray:
+    """Every pass written out the plain way: delay the input, overlap-add every segment, advance, average."""
+    total = audio.shape[1]
+    out = np.zeros((TAPS.shape[0], 2, total))
+    for delay in delays:
+        delayed = np.concatenate([np.zeros((2, delay), dtype=np.float32), audio], axis=1)
+        n_total = delayed.shape[1]
+        acc = np.zeros((TAPS.shape[0], 2, n_total))
+        weight = np.zeros(n_total)
+        for i in range(plan.count(n_total)):
+            start = i * plan.stride
+            seg = np.zeros((2, plan.segment), dtype=np.float32)
+            n = min(plan.segment, n_total - start)
+            seg[:, :n] = delayed[:, start : start + n]
+            acc[:, :, start : start + n] += fir_reference(TAPS, seg)[:, :, :n] * window[:n]
+            weight[start : start + n] += window[:n]
+        out += (acc / np.maximum(weight, 1e-8))[:, :, delay:]
+    return (out / len(delays)).astype(np.float32)
+
+
+def _passes(
+    session: ort.InferenceSession,
+    audio: np.ndarray,
+    plan: SegmentPlan,
+    *,
+    window: np.ndarray | None = None,
+    delays: tuple[int, ...] = (0,),
+    background: bool = False,
+) -> np.ndarray:
+    blocks: list[np.ndarray] = []
+    total = run_passes(
+        ArrayFrames(audio), _runner(session), plan=plan, n_stems=3, emit=blocks.append, delays=delays,
+        window=window, background=background,
+    )
+    assert total == audio.shape[1]
+    return np.concatenate(blocks, axis=2) if blocks else np.zeros((3, 2, 0), dtype=np.float32)
+
+
+def test_overlap_sets_how_many_samples_consecutive_segments_share() -> None:
+    assert SegmentPlan.for_overlap(343980, 0.25) == SegmentPlan(343980)  # demucs-onnx's plan
+    assert SegmentPlan.for_overlap(64, 0.5).stride == 32
+    assert SegmentPlan.for_overlap(64, 0.0).stride == 64
+    assert SegmentPlan.for_overlap(64, 0.99).stride == 1
+    with pytest.raises(ValueError, match="below 1"):
+        SegmentPlan.for_overlap(64, 1.0)
+    w = SegmentPlan.for_overlap(64, 0.75).demucs_window()  # fades are capped at half a segment: a triangle
+    assert w[0] == w[-1] == 0.0
+    assert w.max() == 1.0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    frames=st.integers(1, 500),
+    overlap=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9]),
+    background=st.booleans(),
+)
+def test_any_overlap_matches_a_plain_overlap_add(
+    models: dict[str, ort.InferenceSession], frames: int, overlap: float, background: bool
+) -> None:
+    audio = np.random.default_rng(frames).standard_normal((2, frames)).astype(np.float32)
+    plan = SegmentPlan.for_overlap(SEGMENT, overlap)
+    ours = _passes(models["fir"], audio, plan, background=background)
+    reference = _dense_reference(audio, plan, plan.demucs_window().astype(np.float64))
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
+
+
+def test_the_default_overlap_is_bit_identical_to_the_one_pass_engine(models: dict[str, ort.InferenceSession]) -> None:
+    audio = np.random.default_rng(11).standard_normal((2, 3000)).astype(np.float32)
+    plan = SegmentPlan.for_overlap(SEGMENT, 0.25)
+    np.testing.assert_array_equal(_passes(models["fir"], audio, plan), _stemkit(models["fir"], audio))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    frames=st.integers(1, 400),
+    delays=st.lists(st.integers(0, 90), min_size=1, max_size=4).map(tuple),
+    hann=st.booleans(),
+    background=st.booleans(),
+)
+def test_delayed_passes_are_advanced_and_averaged(
+    models: dict[str, ort.InferenceSession], frames: int, delays: tuple[int, ...], hann: bool, background: bool
+) -> None:
+    audio = np.random.default_rng(frames + 1).standard_normal((2, frames)).astype(np.float32)
+    plan = SegmentPlan(SEGMENT, SEGMENT - 20 if hann else 0)
+    window = np.hanning(SEGMENT).astype(np.float32) if hann else None
+    ours = _passes(models["fir"], audio, plan, window=window, delays=delays, background=background)
+    reference_window = (window if window is not None else plan.demucs_window()).astype(np.float64)
+    np.testing.assert_allclose(ours, _dense_reference(audio, plan, reference_window, delays), rtol=0, atol=1e-5)
+
+
+def test_passes_share_one_read_of_the_input_and_hold_only_their_spread(
+    models: dict[str, ort.InferenceSession],
+) -> None:
+    audio = np.random.default_rng(4).standard_normal((2, 20_000)).astype(np.float32)
+    source = _CountingSource(audio, chunk=5)
+    emitted: list[int] = []
+    read_at_emit: list[int] = []
+
+    def emit(block: np.ndarray) -> None:
+        emitted.append(block.shape[2])
+        read_at_emit.append(source.pos)
+
+    delays = (0, 30, 90)
+    runs: list[int] = []
+    run_passes(
+        source, _runner(models["gain"]), plan=SegmentPlan(SEGMENT), n_stems=3, emit=emit, delays=delays,
+        on_segment=runs.append,
+    )
+    assert sum(emitted) == audio.shape[1]
+    assert source.pos == audio.shape[1]  # read once, to the end
+    # Input read ahead of what has been emitted: at most the spread of the delays plus a couple of segments.
+    done = 0
+    for size, pos in zip(emitted, read_at_emit, strict=True):
+        done += size
+        assert pos - done <= max(delays) + 2 * SEGMENT
+    plan = SegmentPlan(SEGMENT)
+    assert len(runs) == sum(plan.count(audio.shape[1] + d) for d in delays)

@@ -14,7 +14,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 import stemkit
 from stemkit.errors import ProviderUnavailableError
-from stemkit_onnx import hub
+from stemkit_onnx import OnnxSeparator, hub
 from stemkit_onnx.testing import gain_model
 
 SEGMENT = 343_980
@@ -142,3 +142,89 @@ def test_an_unavailable_model_lets_a_fallback_chain_move_on(tmp_path: Path, wav:
     stems = stemkit.separate(path, provider=f"onnx:htdemucs?cache_dir={tmp_path}&device=cpu | dsp", stems="vocals")
     assert stems.provider == "dsp"
     assert stems.attempts[0].provider.startswith("onnx")
+
+
+# -- offline: STEMKIT_OFFLINE and HF_HUB_OFFLINE ------------------------------------------------------------
+
+
+def test_needs_network_is_true_only_while_the_weights_are_not_cached(
+    model4: Path, hub_cache: Callable[..., Path], tmp_path: Path
+) -> None:
+    assert OnnxSeparator("htdemucs", {"cache_dir": str(tmp_path / "empty")}).capabilities.needs_network
+    cache = hub_cache("StemSplitio/htdemucs-onnx", "htdemucs.onnx", model4)
+    assert not OnnxSeparator("htdemucs", {"cache_dir": str(cache)}).capabilities.needs_network
+    # a bag needs every specialist of the chosen precision
+    hub_cache("StemSplitio/htdemucs-ft-vocals-onnx", "htdemucs_ft_vocals.onnx", model4)
+    assert OnnxSeparator("htdemucs_ft", {"cache_dir": str(cache)}).capabilities.needs_network
+    assert not OnnxSeparator("htdemucs_ft_vocals", {"cache_dir": str(cache)}).capabilities.needs_network
+
+
+def test_stemkit_offline_makes_a_chain_skip_an_uncached_model_without_touching_the_hub(
+    tmp_path: Path, wav: Callable[..., Path], noise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("stemkit_dsp")
+    import huggingface_hub
+
+    def no_network(*args: object, **kwargs: object) -> str:
+        raise AssertionError("offline: the hub must not be asked")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("STEMKIT_OFFLINE", "1")
+    stems = stemkit.separate(
+        wav(noise(2, 44_100)), provider=f"onnx:htdemucs?cache_dir={tmp_path}&device=cpu | dsp", stems="vocals"
+    )
+    assert stems.provider == "dsp"
+    skipped = stems.attempts[0]
+    assert (skipped.outcome, skipped.reason) == ("skipped", "needs the network and STEMKIT_OFFLINE is set")
+
+
+_FRESH_CHAIN = """
+import json, socket, sys, time, warnings
+connects = []
+real_connect = socket.socket.connect
+def connect(self, address):
+    connects.append(repr(address))
+    raise OSError("the network is off in this test")
+socket.socket.connect = connect
+import stemkit
+separator = stemkit.load(sys.argv[2])  # imports every plugin of the chain: not what is timed
+started = time.perf_counter()
+stems = separator.separate(sys.argv[1], stems="vocals")
+total = time.perf_counter() - started
+attempts = stems.provenance.attempts
+print(json.dumps({
+    "provider": stems.provider, "connects": connects, "total": total,
+    "attempts": [[a.outcome, a.seconds, a.reason or str(a.error or "")] for a in attempts],
+}))
+"""
+
+
+@pytest.mark.parametrize("variable", ["STEMKIT_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_a_chain_falls_back_to_dsp_in_under_a_second_quietly_in_a_fresh_process(
+    tmp_path: Path, wav: Callable[..., Path], noise, variable: str
+) -> None:
+    """The issue's case: ``onnx:htdemucs | dsp`` offline with no cached weights; no network, no retry noise."""
+    pytest.importorskip("stemkit_dsp")
+    import json
+
+    path = wav(noise(2, 44_100))
+    env = {**os.environ, variable: "1", "HF_HOME": str(tmp_path / "hf-home")}
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "STEMKIT_OFFLINE"):
+        if name != variable:
+            env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_CHAIN, str(path), "onnx:htdemucs?device=cpu | dsp"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["provider"] == "dsp"
+    assert result["connects"] == []  # nothing even tried the network
+    (outcome, seconds, why), ok = result["attempts"][0], result["attempts"][-1]
+    assert outcome == ("skipped" if variable == "STEMKIT_OFFLINE" else "failed")
+    assert variable in why
+    # The time until the fallback started: the whole call minus dsp's own run.
+    assert seconds < 1.0
+    assert result["total"] - ok[1] < 1.0
+    assert done.stderr.strip() == ""  # no retry chatter, no warnings

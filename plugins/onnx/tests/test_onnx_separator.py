@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stemkit
-from stemkit.errors import InputError, ProviderUnavailableError, SeparationTimeout
+from stemkit.errors import InputError, SeparationTimeout
 from stemkit.protocol import ProgressEvent
 from stemkit_onnx import OnnxSeparator, _sessions
 from stemkit_onnx import separator as separator_module
@@ -145,13 +145,6 @@ def test_a_url_is_refused_as_an_input_error(gain3: Path) -> None:
         stemkit.separate("https://example.com/song.mp3", provider=_spec(gain3))
 
 
-def test_a_device_onnxruntime_lacks_is_provider_unavailable(gain3: Path) -> None:
-    if "CUDAExecutionProvider" in ort.get_available_providers():  # pragma: no cover - GPU machines
-        pytest.skip("this onnxruntime has CUDA")
-    with pytest.raises(ProviderUnavailableError, match=r"device=cuda needs CUDAExecutionProvider.*use device=cpu"):
-        OnnxSeparator(str(gain3), {"sources": SOURCES, "device": "cuda"})
-
-
 def test_sessions_are_created_once_and_reused_across_calls(
     gain3: Path, wav: Callable[..., Path], noise, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,3 +224,109 @@ def test_the_bag_fetches_only_the_specialists_it_runs(
     np.testing.assert_allclose(stems["vocals"].audio[:, 1:], audio[:, 1:] * 0.4, atol=1e-6)
     np.testing.assert_allclose(stems["instrumental"].audio[:, 1:], audio[:, 1:] * 0.6, atol=1e-6)
     assert stems.provenance.model == "onnx:htdemucs_ft"
+
+
+# -- shifts and overlap ---------------------------------------------------------------------------------------
+
+FIR_TAPS = np.array([[1.0, -0.5, 0.25, 0.1], [0.3, 0.3, 0.3, 0.1]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def fir2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from stemkit_onnx.testing import fir_model
+
+    return fir_model(tmp_path_factory.mktemp("shifts") / "fir2.onnx", FIR_TAPS, segment=SEGMENT)
+
+
+def _fir_spec(path: Path, **options: object) -> str:
+    return f"onnx:{path}?sources=vocals,other&device=cpu" + "".join(f"&{k}={v}" for k, v in options.items())
+
+
+def _plain_run(audio: np.ndarray, delay: int, stride: int = STRIDE) -> np.ndarray:
+    """One pass over the input delayed by ``delay`` zeros, then advanced: plain numpy, float64."""
+    from stemkit_onnx._engine import SegmentPlan
+    from stemkit_onnx.testing import fir_reference
+
+    plan = SegmentPlan(SEGMENT, stride)
+    x = np.concatenate([np.zeros((2, delay), dtype=np.float32), audio], axis=1)
+    window = plan.demucs_window().astype(np.float64)
+    acc, weight = np.zeros((2, 2, x.shape[1])), np.zeros(x.shape[1])
+    for i in range(plan.count(x.shape[1])):
+        start = i * plan.stride
+        seg = np.zeros((2, SEGMENT), dtype=np.float32)
+        n = min(SEGMENT, x.shape[1] - start)
+        seg[:, :n] = x[:, start : start + n]
+        acc[:, :, start : start + n] += fir_reference(FIR_TAPS, seg)[:, :, :n] * window[:n]
+        weight[start : start + n] += window[:n]
+    return (acc / np.maximum(weight, 1e-8))[:, :, delay:]
+
+
+def test_shifts_average_passes_over_randomly_delayed_input_as_demucs_does(
+    fir2: Path, wav: Callable[..., Path], noise
+) -> None:
+    import random
+
+    audio = noise(2, 3000)
+    stems = stemkit.separate(wav(audio), provider=_fir_spec(fir2, shifts=3, seed=42))
+    extra = stems.provenance.extra
+    assert (extra["shifts"], extra["shift_seed"]) == (3, 42)
+    rng = random.Random(42)  # demucs: offset = randint(0, max_shift) per shift, max_shift = half a second
+    delays = [rng.randint(0, 22_050) for _ in range(3)]
+    assert extra["shift_samples"] == delays
+    expected = sum(_plain_run(audio, d) for d in delays) / 3
+    np.testing.assert_allclose(stems["vocals"].audio, expected[0], atol=1e-5)
+    np.testing.assert_allclose(stems["other"].audio, expected[1], atol=1e-5)
+
+
+def test_shifts_are_deterministic_with_a_seed_and_reproducible_from_the_recorded_one(
+    fir2: Path, wav: Callable[..., Path], noise
+) -> None:
+    path = wav(noise(2, 2000))
+    first = stemkit.separate(path, provider=_fir_spec(fir2, shifts=2, seed=7))
+    again = stemkit.separate(path, provider=_fir_spec(fir2, shifts=2, seed=7))
+    other = stemkit.separate(path, provider=_fir_spec(fir2, shifts=2, seed=8))
+    np.testing.assert_array_equal(first["vocals"].audio, again["vocals"].audio)
+    assert not np.array_equal(first["vocals"].audio, other["vocals"].audio)
+    unseeded = stemkit.separate(path, provider=_fir_spec(fir2, shifts=2))
+    seed = unseeded.provenance.extra["shift_seed"]
+    replay = stemkit.separate(path, provider=_fir_spec(fir2, shifts=2, seed=seed))
+    np.testing.assert_array_equal(unseeded["vocals"].audio, replay["vocals"].audio)
+
+
+@pytest.mark.parametrize("shifts", [0, 1])
+def test_one_shift_is_the_plain_unshifted_pass(fir2: Path, wav: Callable[..., Path], noise, shifts: int) -> None:
+    path = wav(noise(2, 2000))
+    plain = stemkit.separate(path, provider=_fir_spec(fir2))
+    one = stemkit.separate(path, provider=_fir_spec(fir2, shifts=shifts, seed=3))
+    np.testing.assert_array_equal(plain["vocals"].audio, one["vocals"].audio)
+    assert "shift_seed" not in one.provenance.extra
+    assert one.provenance.extra["shifts"] == 1
+
+
+def test_shifts_cost_one_model_run_per_pass_and_progress_counts_them(
+    fir2: Path, wav: Callable[..., Path], noise
+) -> None:
+    events: list[ProgressEvent] = []
+    stems = stemkit.separate(wav(noise(2, 1000)), provider=_fir_spec(fir2, shifts=4, seed=1), progress=events.append)
+    runs = [e for e in events if e.stage == "separate"][1:]
+    delays = stems.provenance.extra["shift_samples"]
+    assert len(runs) == stems.provenance.extra["segments"] == sum(-(-(1000 + d) // STRIDE) for d in delays)
+    assert runs[-1].fraction == 1.0
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.5, 0.75])
+def test_overlap_is_demucs_fraction_of_a_segment_shared(
+    fir2: Path, wav: Callable[..., Path], noise, overlap: float
+) -> None:
+    audio = noise(2, 1500)
+    stems = stemkit.separate(wav(audio), provider=_fir_spec(fir2, overlap=overlap))
+    stride = SEGMENT - int(overlap * SEGMENT)
+    assert stems.provenance.extra["stride"] == stride
+    np.testing.assert_allclose(stems["vocals"].audio, _plain_run(audio, 0, stride)[0], atol=1e-5)
+
+
+def test_shifts_and_overlap_are_checked(fir2: Path) -> None:
+    with pytest.raises(stemkit.errors.ConfigError, match="shifts"):
+        OnnxSeparator(str(fir2), {"sources": "vocals,other", "shifts": -1})
+    with pytest.raises(stemkit.errors.ConfigError, match="overlap"):
+        OnnxSeparator(str(fir2), {"sources": "vocals,other", "overlap": 1.0})

@@ -1,4 +1,4 @@
-"""onnxruntime sessions: execution-provider choice, a process-wide cache, and the model signature check.
+"""onnxruntime sessions: a process-wide cache, and the check of a model's signature (HT-Demucs or MDX-Net).
 
 Creating a session is the expensive part of a local run (graph optimization; a CoreML compile can
 take minutes), and ``stemkit.separate(..., provider="onnx:...")`` loads and closes a separator on
@@ -13,17 +13,21 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import onnxruntime as ort
-from demucs_onnx import providers as dproviders
 from demucs_onnx.inference import N_SAMPLES
 
-from stemkit.errors import ConfigError, ProviderUnavailableError
+from stemkit.errors import ConfigError
 
-__all__ = ["DEFAULT_SEGMENT", "Device", "Signature", "clear_sessions", "execution_providers", "load_session"]
-
-Device = Literal["auto", "cpu", "cuda", "coreml", "dml"]
+__all__ = [
+    "DEFAULT_SEGMENT",
+    "MdxSignature",
+    "Signature",
+    "clear_sessions",
+    "inspect_signature",
+    "load_session",
+]
 
 #: The segment length demucs-onnx's exports are fixed to (7.8 s at 44.1 kHz); used for dynamic-length models.
 DEFAULT_SEGMENT: int = int(N_SAMPLES)
@@ -32,34 +36,26 @@ OUTPUT_NAME = "stems"
 _MAX_SESSIONS = 8
 
 
-def execution_providers(device: Device) -> list[str]:
-    """onnxruntime providers for ``device``, as demucs-onnx picks them; an unavailable GPU is an error."""
-    if device == "auto":
-        return list(dproviders.auto_select_providers())
-    wanted = list(dproviders.resolve_providers(device))
-    available = list(ort.get_available_providers())
-    if wanted[0] not in available:
-        hint = {
-            "cuda": "install onnxruntime-gpu",
-            "dml": "install onnxruntime-directml",
-            "coreml": "use onnxruntime >= 1.17 on macOS",
-        }.get(device, "install an onnxruntime build that has it")
-        raise ProviderUnavailableError(
-            f"device={device} needs {wanted[0]}, which this onnxruntime build does not offer "
-            f"(it has {', '.join(available)}); {hint}, or use device=cpu",
-            provider="onnx",
-            code="DEVICE_UNAVAILABLE",
-            retryable=False,
-        )
-    return [p for p in wanted if p in available]
-
-
 @dataclass(frozen=True)
 class Signature:
-    """What a model's declared inputs and outputs say: the segment length and, if fixed, the stem count."""
+    """An HT-Demucs-shaped model (waveform in, waveforms out): the segment length and, if fixed, the stem count."""
 
     segment: int
     n_sources: int | None
+
+
+@dataclass(frozen=True)
+class MdxSignature:
+    """An MDX-Net-shaped model (spectrogram in, spectrogram out): its tensor names and, if fixed, its dims.
+
+    ``(batch, 4, dim_f, dim_t)``: the four channels are left real, left imaginary, right real, right
+    imaginary; ``dim_f`` frequency bins of an ``n_fft`` STFT (the rest are zero), ``dim_t`` frames.
+    """
+
+    input_name: str
+    output_name: str
+    dim_f: int | None
+    dim_t: int | None
 
 
 def _dims(shape: Sequence[Any]) -> list[int | None]:
@@ -70,9 +66,48 @@ def _show(shape: Sequence[Any]) -> str:
     return "(" + ", ".join(str(d) if isinstance(d, int) else (str(d) if d else "?") for d in shape) + ")"
 
 
-def inspect_signature(session: Any, label: str) -> Signature:
-    """Check ``mix`` float32 (1, 2, N) -> ``stems`` float32 (1, S, 2, N); each mismatch is a ConfigError."""
-    expected = f"expected input {INPUT_NAME!r} float32 (1, 2, N) and output {OUTPUT_NAME!r} float32 (1, S, 2, N)"
+_DEMUCS = "input 'mix' float32 (1, 2, N) and output 'stems' float32 (1, S, 2, N) (HT-Demucs)"
+_MDX = "one input and one output float32 (B, 4, dim_f, dim_t) (MDX-Net)"
+
+
+def inspect_signature(session: Any, label: str) -> Signature | MdxSignature:
+    """Which of the two signatures a model has; each mismatch is a ConfigError saying what was expected and found."""
+    inputs = list(session.get_inputs())
+    if len(inputs) == 1 and inputs[0].name != INPUT_NAME and len(inputs[0].shape) == 4:
+        return _inspect_mdx(session, label)
+    return _inspect_demucs(session, label)
+
+
+def _inspect_mdx(session: Any, label: str) -> MdxSignature:
+    expected = f"expected {_MDX}"
+    (spec,) = session.get_inputs()
+    outputs = list(session.get_outputs())
+    if len(outputs) != 1:
+        found = ", ".join(f"{o.name!r} {_show(o.shape)}" for o in outputs) or "none"
+        raise ConfigError(f"{label}: {expected}; found output(s) {found}")
+    (out,) = outputs
+    for role, tensor in (("input", spec), ("output", out)):
+        if tensor.type != "tensor(float)":
+            raise ConfigError(f"{label}: {role} {tensor.name!r} must be float32 (tensor(float)); found {tensor.type}")
+        dims = _dims(tensor.shape)
+        if len(dims) != 4 or dims[1] not in (None, 4):
+            raise ConfigError(
+                f"{label}: {role} {tensor.name!r} must be (B, 4, dim_f, dim_t) (left/right real/imaginary); "
+                f"found {_show(tensor.shape)}"
+            )
+    in_dims, out_dims = _dims(spec.shape), _dims(out.shape)
+    for axis, name in ((2, "dim_f"), (3, "dim_t")):
+        if in_dims[axis] is not None and out_dims[axis] is not None and in_dims[axis] != out_dims[axis]:
+            raise ConfigError(
+                f"{label}: input {spec.name!r} has {name}={in_dims[axis]} but output {out.name!r} has "
+                f"{out_dims[axis]}; an MDX-Net model returns a spectrogram of its input's shape"
+            )
+    return MdxSignature(spec.name, out.name, in_dims[2] or out_dims[2], in_dims[3] or out_dims[3])
+
+
+def _inspect_demucs(session: Any, label: str) -> Signature:
+    """Check ``mix`` float32 (1, 2, N) -> ``stems`` float32 (1, S, 2, N)."""
+    expected = f"expected {_DEMUCS}, or {_MDX}"
     inputs = list(session.get_inputs())
     found_in = ", ".join(f"{i.name!r} {i.type} {_show(i.shape)}" for i in inputs) or "none"
     if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
@@ -121,24 +156,26 @@ class _Key:
     path: str
     size: int
     mtime_ns: int
-    providers: tuple[str, ...]
+    providers: tuple[str, ...]  # repr of each (name or (name, options))
     threads: int | None
 
 
-_cache: OrderedDict[_Key, tuple[Any, Signature]] = OrderedDict()
+_cache: OrderedDict[_Key, tuple[Any, Signature | MdxSignature]] = OrderedDict()
 _lock = threading.Lock()
 
 
 def load_session(
     path: Path,
-    providers: Sequence[str],
+    providers: Sequence[Any],
     *,
     threads: int | None,
     label: str,
     broken: type[Exception] = ConfigError,
     fresh: bool = False,
-) -> tuple[Any, Signature]:
+) -> tuple[Any, Signature | MdxSignature]:
     """A (cached) session for ``path`` and its checked signature.
+
+    ``providers`` as onnxruntime takes them: names, or ``(name, options)`` pairs.
 
     A file onnxruntime cannot load raises ``broken`` (ConfigError for a user's file; the provider
     passes ProviderUnavailableError for a registry model whose cached copy is damaged). ``fresh``
@@ -148,7 +185,7 @@ def load_session(
         stat = path.stat()
     except OSError as exc:
         raise ConfigError(f"{label}: model file {path} cannot be read ({exc.strerror}); check the path") from exc
-    key = _Key(str(path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(providers), threads)
+    key = _Key(str(path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(repr(p) for p in providers), threads)
     with _lock:
         hit = None if fresh else _cache.get(key)
         if hit is not None:

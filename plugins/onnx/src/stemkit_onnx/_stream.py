@@ -4,10 +4,16 @@ The models run on 44.1 kHz stereo. Input is decoded in blocks, up-mixed if mono 
 with a soxr stream (the same HQ filter demucs-onnx uses in one shot; the streamed output is the
 same); output blocks are resampled back with another stream, folded to the input's channel count
 and written to one float WAV per stem, cut or padded to the input's exact length.
+
+A sink can also write the *residual*, the input minus the stems, exactly and as it goes: a
+:class:`MixtureTap` keeps the decoded input blocks from the moment the reader takes them until the
+sink has written the same samples (a few segments), so an MDX-Net model's second stem is the
+mixture minus its estimate at the input's own rate, without a second read of the input.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +26,7 @@ import soxr
 
 from stemkit_onnx._engine import Float32Array, FrameSource
 
-__all__ = ["MODEL_RATE", "ModelRateInput", "StemArrays", "StemFiles"]
+__all__ = ["MODEL_RATE", "MixtureTap", "ModelRateInput", "StemArrays", "StemFiles"]
 
 MODEL_RATE = 44_100
 _WAV_LIMIT_BYTES = 4_000_000_000  # RIFF's 32-bit sizes; beyond this write RF64
@@ -87,12 +93,54 @@ class ModelRateInput(FrameSource):
         return done
 
 
-class _StemSink:
-    """Takes model-rate ``(S, 2, m)`` blocks; stores them at the input's rate, channels and exact length."""
+class MixtureTap:
+    """Passes the input's ``(channels, n)`` blocks through, keeping each until :meth:`take` has used it.
 
-    def __init__(self, n_stems: int, *, sample_rate: int, channels: int, frames: int) -> None:
+    The reader (one thread) iterates; a sink (another thread) takes the same samples, later, in order.
+    """
+
+    def __init__(self, blocks: Iterator[Float32Array]) -> None:
+        self._blocks = blocks
+        self._kept: deque[Float32Array] = deque()
+        self._offset = 0  # frames of the first kept block already taken
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[Float32Array]:
+        for block in self._blocks:
+            with self._lock:
+                self._kept.append(block)
+            yield block
+
+    def take(self, count: int) -> Float32Array:
+        """The next ``count`` input frames, ``(channels, count)``; they must have been read already."""
+        parts = []
+        with self._lock:
+            while count:
+                if not self._kept:
+                    raise RuntimeError("the residual needs input frames the reader has not read yet")
+                head = self._kept[0]
+                n = min(count, head.shape[1] - self._offset)
+                parts.append(head[:, self._offset : self._offset + n])
+                self._offset += n
+                count -= n
+                if self._offset == head.shape[1]:
+                    self._kept.popleft()
+                    self._offset = 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+class _StemSink:
+    """Takes model-rate ``(S, 2, m)`` blocks; stores them at the input's rate, channels and exact length.
+
+    With ``residual`` (the tapped input), one more output follows the stems: the input minus their sum.
+    """
+
+    def __init__(
+        self, n_stems: int, *, sample_rate: int, channels: int, frames: int, residual: MixtureTap | None = None
+    ) -> None:
         if channels not in (1, 2):
             raise ValueError(f"expected a mono or stereo target, got {channels} channels")
+        self._residual = residual
         self._n_stems = n_stems
         self._channels = channels
         self._frames = frames
@@ -117,11 +165,16 @@ class _StemSink:
         take = min(frames_first.shape[1], self._frames - self._written)
         if take <= 0:
             return
+        rest = None if self._residual is None else np.ascontiguousarray(self._residual.take(take).T)  # (take, ch)
         for k in range(self._n_stems):
             data = frames_first[k, :take]
             if self._channels == 1:
                 data = data.mean(axis=1, keepdims=True, dtype=np.float32)
             self._store(k, self._written, data)
+            if rest is not None:
+                rest -= data
+        if rest is not None:
+            self._store(self._n_stems, self._written, rest)
         self._written += take
 
     def _store(self, stem: int, start: int, data: Float32Array) -> None:  # pragma: no cover - interface
@@ -141,9 +194,11 @@ class _StemSink:
 class StemArrays(_StemSink):
     """Stems kept in memory: one preallocated ``(channels, frames)`` array per stem."""
 
-    def __init__(self, n_stems: int, *, sample_rate: int, channels: int, frames: int) -> None:
-        super().__init__(n_stems, sample_rate=sample_rate, channels=channels, frames=frames)
-        self.arrays = np.empty((n_stems, channels, frames), dtype=np.float32)
+    def __init__(
+        self, n_stems: int, *, sample_rate: int, channels: int, frames: int, residual: MixtureTap | None = None
+    ) -> None:
+        super().__init__(n_stems, sample_rate=sample_rate, channels=channels, frames=frames, residual=residual)
+        self.arrays = np.empty((n_stems + (residual is not None), channels, frames), dtype=np.float32)
 
     def _store(self, stem: int, start: int, data: Float32Array) -> None:
         self.arrays[stem, :, start : start + data.shape[0]] = data.T
@@ -152,8 +207,18 @@ class StemArrays(_StemSink):
 class StemFiles(_StemSink):
     """Stems streamed to one float WAV each (RF64 beyond 4 GB): memory stays one block."""
 
-    def __init__(self, paths: Sequence[Path], *, sample_rate: int, channels: int, frames: int) -> None:
-        super().__init__(len(paths), sample_rate=sample_rate, channels=channels, frames=frames)
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        sample_rate: int,
+        channels: int,
+        frames: int,
+        residual: MixtureTap | None = None,
+    ) -> None:
+        """One file per stem; with ``residual``, the last path is the residual's."""
+        n_stems = len(paths) - (residual is not None)
+        super().__init__(n_stems, sample_rate=sample_rate, channels=channels, frames=frames, residual=residual)
         self.paths = list(paths)
         fmt = "WAV" if frames * channels * 4 < _WAV_LIMIT_BYTES else "RF64"
         self._files: list[Any] = []

@@ -3,13 +3,16 @@
 demucs-onnx owns which models exist, which repository and file each one lives in and how it is
 downloaded and cached (``huggingface_hub``'s cache); this module only gives that a shape the
 provider and ``stemkit models`` can use, and turns "not cached and not downloadable" into a
-:class:`~stemkit.errors.ProviderUnavailableError` that says how to fetch the model ahead of time.
+:class:`~stemkit.errors.ProviderUnavailableError` that says what can work instead.
 Everything it needs from demucs-onnx's private ``_hub`` module is read here and nowhere else.
+
+A cached file is used as it is, without asking the hub whether it changed (that costs a network
+round trip per file, and minutes of retries without a network); ``stemkit models pull`` refreshes.
+Offline (``STEMKIT_OFFLINE`` or ``HF_HUB_OFFLINE``) nothing is downloaded and nothing waits.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Literal
 from demucs_onnx import _hub as dhub
 
 from stemkit.errors import ConfigError, ProviderUnavailableError
+from stemkit_onnx._offline import offline_reason
 
 __all__ = [
     "PRECISIONS",
@@ -26,6 +30,7 @@ __all__ = [
     "cache_root",
     "cached_path",
     "fetch",
+    "is_cached",
     "is_offline",
     "registry",
     "resolve",
@@ -106,11 +111,8 @@ def resolve(name: str) -> RegistryModel | None:
 
 
 def is_offline() -> bool:
-    """``HF_HUB_OFFLINE`` as huggingface_hub read it at import, or as the environment says now."""
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return bool(constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
+    """Whether downloads are forbidden (``STEMKIT_OFFLINE`` or ``HF_HUB_OFFLINE``)."""
+    return offline_reason() is not None
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -132,15 +134,32 @@ def cached_path(file: ModelFile, cache_dir: str | Path | None = None) -> Path | 
     return None
 
 
+def is_cached(model: RegistryModel, files: tuple[ModelFile, ...], cache_dir: str | Path | None = None) -> bool:
+    """Whether every one of ``files`` is in the cache (no network)."""
+    return all(cached_path(f, cache_dir) is not None for f in files)
+
+
 def _unavailable(
-    model: RegistryModel, file: ModelFile, cache_dir: str | Path | None, reason: str
+    model: RegistryModel, file: ModelFile, cache_dir: str | Path | None, reason: str, *, offline: bool
 ) -> ProviderUnavailableError:
     where = cache_root(cache_dir)
+    if offline:
+        from stemkit_onnx.catalog import cached_names
+
+        cached = cached_names(cache_dir=cache_dir)
+        here = f"models cached here: {', '.join(cached)}" if cached else "no model is cached here"
+        advice = (
+            f"Use a cached model ({here}), allow downloads (unset it), or copy a model cache from a machine with "
+            f"network access (where `stemkit models pull {model.name}` fetches it) and point cache_dir= at it"
+        )
+    else:
+        advice = (
+            f"Check the network, or fetch it where there is one (`stemkit models pull {model.name}`, or "
+            f"`hf download {file.repo} {file.filename}`) and copy the cache here or point cache_dir= at it"
+        )
     return ProviderUnavailableError(
         f"model {model.name!r} needs {file.filename} from the Hugging Face repository {file.repo}, which is not "
-        f"in the model cache ({where}) and cannot be downloaded: {reason}. Fetch it ahead of time on a machine "
-        f"with network access with `stemkit models pull {model.name}` (or `hf download {file.repo} "
-        f"{file.filename}`), then copy the cache here or point cache_dir= at it",
+        f"in the model cache ({where}) and cannot be downloaded: {reason}. {advice}",
         provider="onnx",
         code="MODEL_NOT_AVAILABLE",
     )
@@ -152,14 +171,22 @@ def fetch(
     *,
     precision: Precision = "fp32",
     cache_dir: str | Path | None = None,
+    refresh: bool = False,
 ) -> Path:
-    """A local path for ``file``: from the cache, or downloaded through demucs-onnx unless offline."""
+    """A local path for ``file``: from the cache, or downloaded through demucs-onnx unless offline.
+
+    ``refresh`` asks the hub even when the file is cached (``stemkit models pull``).
+    """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if is_offline():
+    found = None if refresh else cached_path(file, cache_dir)
+    if found is not None:
+        return found
+    offline = offline_reason()
+    if offline is not None:
         found = cached_path(file, cache_dir)
         if found is None:
-            raise _unavailable(model, file, cache_dir, "HF_HUB_OFFLINE is set, so stemkit may not download it")
+            raise _unavailable(model, file, cache_dir, f"{offline}, so stemkit may not download it", offline=True)
         return found
     try:
         if file.stem is not None:
@@ -171,5 +198,5 @@ def fetch(
         # HTTP errors) in RuntimeError; the original is its __cause__.
         cause = exc.__cause__ or exc
         text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise _unavailable(model, file, cache_dir, f"{type(cause).__name__}: {text[:200]}") from exc
+        raise _unavailable(model, file, cache_dir, f"{type(cause).__name__}: {text[:200]}", offline=False) from exc
     return Path(path)

@@ -1,10 +1,11 @@
-"""Generate small ONNX models with the HT-Demucs export's signature, for tests and benchmarks.
+"""Generate small ONNX models with the real signatures, for tests and benchmarks.
 
 Real weights are hundreds of megabytes and need the network; these models are a few kilobytes,
 run in milliseconds and have an output that can be computed independently with numpy, so the
-chunked overlap-add around them can be checked to tight tolerances. They use the same signature
-as the models on the hub: input ``mix`` float32 ``(1, 2, N)``, output ``stems`` float32
-``(1, S, 2, N)``.
+chunked overlap-add around them can be checked to tight tolerances. They use the same signatures
+as the real models: HT-Demucs' input ``mix`` float32 ``(1, 2, N)``, output ``stems`` float32
+``(1, S, 2, N)``; MDX-Net's input ``input`` and output ``output`` float32 ``(batch, 4, dim_f, dim_t)``
+(:func:`mdx_model`).
 
 Needs the ``onnx`` package (``pip install 'stemkit-onnx[testing]'``); it is imported lazily so the
 plugin itself does not depend on it.
@@ -202,4 +203,53 @@ def raw_model(
     return _save(graph, path)
 
 
-__all__ = ["bench_model", "fir_model", "fir_reference", "gain_model", "raw_model"]
+def mdx_model(
+    path: str | Path,
+    gains: npt.ArrayLike,
+    *,
+    dim_t: Dim = 256,
+    squash: float | None = None,
+    batch: Dim = "batch_size",
+) -> Path:
+    """An MDX-Net-shaped model: a real gain per frequency bin, ``output = gains[f] * input``.
+
+    ``gains`` has ``dim_f`` entries. With ``squash`` the output is ``squash * tanh(gains[f] * input /
+    squash)`` instead: odd and saturating, so it is not linear (UVR's ``denoise`` then changes it).
+    Input ``input`` and output ``output`` float32 ``(batch, 4, dim_f, dim_t)`` as UVR's exports declare
+    them; :func:`mdx_reference` computes the same with numpy.
+    """
+    onnx = _onnx()
+    g = np.asarray(gains, dtype=np.float32).reshape(1, 1, -1, 1)
+    dim_f = int(g.shape[2])
+    nodes = [_const("gains", g)]
+    if squash is None:
+        nodes.append(onnx.helper.make_node("Mul", ["input", "gains"], ["output"]))
+    else:
+        nodes += [
+            _const("inv", np.array(1.0 / squash, dtype=np.float32)),
+            _const("scale", np.array(squash, dtype=np.float32)),
+            onnx.helper.make_node("Mul", ["input", "gains"], ["scaled"]),
+            onnx.helper.make_node("Mul", ["scaled", "inv"], ["narrow"]),
+            onnx.helper.make_node("Tanh", ["narrow"], ["bent"]),
+            onnx.helper.make_node("Mul", ["bent", "scale"], ["output"]),
+        ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "stemkit_mdx",
+        [_value_info("input", [batch, 4, dim_f, dim_t])],
+        [_value_info("output", [batch, 4, dim_f, dim_t])],
+    )
+    return _save(graph, path)
+
+
+def mdx_reference(
+    gains: npt.ArrayLike, spectrogram: npt.NDArray[np.float32], *, squash: float | None = None
+) -> npt.NDArray[np.float32]:
+    """What :func:`mdx_model` computes for one ``(B, 4, dim_f, dim_t)`` input, with numpy only."""
+    g = np.asarray(gains, dtype=np.float64).reshape(1, 1, -1, 1)
+    x = np.asarray(spectrogram, dtype=np.float64) * g
+    out = x if squash is None else squash * np.tanh(x / squash)
+    return out.astype(np.float32)
+
+
+__all__ = ["bench_model", "fir_model", "fir_reference", "gain_model", "mdx_model", "mdx_reference", "raw_model"]
