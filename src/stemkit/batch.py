@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -101,10 +102,11 @@ async def aseparate_many(
     format: str = "wav",
     template: str = "{input}/{stem}.{ext}",
     progress: ProgressCallback | None = None,
+    cache: Any = None,
 ) -> AsyncIterator[BatchItem]:
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time."""
     items, names, requested, out = _prepare(inputs, provider, stems, concurrency, output_dir, format, template)
-    separator = load(provider)
+    separator = load(provider, cache=cache)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         job = _Job(separator, requested, out, format, template, progress)
@@ -134,14 +136,16 @@ def separate_many(
     format: str = "wav",
     template: str = "{input}/{stem}.{ext}",
     progress: ProgressCallback | None = None,
+    cache: Any = None,
 ) -> Iterator[BatchItem]:
     """Separate many inputs (files, folders of audio files, URLs), yielding each outcome as it finishes.
 
     One bad file yields a BatchItem with its ``error`` and the rest go on. With ``output_dir``, stems are
     written under it (``{input}/{stem}.{ext}`` by default: one subfolder per input, never overwriting).
+    ``cache`` selects the result cache as for :func:`stemkit.load` (a re-run answers from it).
     """
     items, names, requested, out = _prepare(inputs, provider, stems, concurrency, output_dir, format, template)
-    separator = load(provider)
+    separator = load(provider, cache=cache)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         job = _Job(separator, requested, out, format, template, progress)

@@ -36,9 +36,19 @@ def separate_command(
         "{input}/{stem}.{ext}", "--template", help="File name template: {input} {stem} {ext} {provider}."
     ),
     jobs: int = typer.Option(1, "-j", "--jobs", help="How many inputs to separate at once."),
+    cache_dir: str | None = typer.Option(
+        None, "--cache", metavar="DIR", help="Cache every provider's results in this folder or fsspec URL."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Use no result cache (not even for paid providers)."),
 ) -> int:
-    """Separate each input into stems under the output folder; exit 1 if any input failed."""
+    """Separate each input into stems under the output folder; exit 1 if any input failed.
+
+    Results of providers that cost money are cached (see `stemkit cache info`): a re-run pays nothing twice.
+    """
     from stemkit.batch import separate_many
+    from stemkit.cache.policy import cli_cache
+
+    cache = cli_cache(cache_dir, no_cache)
 
     bar = _bar()
     rows: list[tuple[str, str, str, str]] = []
@@ -46,7 +56,7 @@ def separate_command(
     with bar if bar is not None else _Quiet():
         outcomes = separate_many(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
-            progress=_reporter(bar),
+            progress=_reporter(bar), cache=cache,
         )
         for item in outcomes:
             if item.error is not None:
@@ -57,7 +67,9 @@ def separate_command(
             for folder in sorted({p.parent for p in item.paths.values()}):
                 files = ", ".join(p.name for p in item.paths.values() if p.parent == folder)
                 console.print(f"{item.input} -> {folder}/ ({files})")
-            rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", "ok"))
+            cached = item.result is not None and item.result.provenance.cache is not None
+            outcome = "ok (cached)" if cached else "ok"
+            rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", outcome))
     if len(rows) > 1:
         table = Table("file", "provider", "seconds", "result")
         for row in rows:

@@ -3,8 +3,8 @@
 Every provider is driven through the Separator protocol (``separate``), so anything ``stemkit.load`` can
 load takes part, hosted or local. Separations run concurrently — each provider up to its
 ``capabilities.max_concurrency`` (one at a time for a local provider that states no limit, four for a
-hosted one), all providers side by side — and each lands in a :class:`~stemkit.evaluate.cache.SeparationCache`
-before it is scored, so a second comparison with another metric or one more provider bills nothing twice.
+hosted one), all providers side by side — through the result cache (:mod:`stemkit.evaluate.cache`), so a
+second comparison with another metric or one more provider bills nothing twice.
 
 Scoring a track waits until all its separations are in, then: each provider's stems are aligned to the
 references (one lag per separation, from the sum of its stems against the reference mixture, within
@@ -26,12 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stemkit.audio import FloatArray, open_source
+from stemkit.cache import CachePolicy, ResultCache, apply_cache, resolve_cache
 from stemkit.config import ProviderSpec, parse_chain, render_chain
 from stemkit.errors import ConfigError, InputError, StemkitError
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match, shift
 from stemkit.evaluate.baselines import mixture_estimates, oracle_estimates
 from stemkit.evaluate.bsseval import BSS_METRICS, bss_eval, load_museval
-from stemkit.evaluate.cache import CachedSeparation, SeparationCache, cache_key
+from stemkit.evaluate.cache import CachedSeparation, SeparationCache
 from stemkit.evaluate.metrics import agreement, mixture_consistency, sdr_and_si_sdr
 from stemkit.evaluate.references import LoadedReferences, ReferenceSet, match_references
 from stemkit.evaluate.report import SONG, Report, RunRecord, Score
@@ -151,7 +152,7 @@ def _baseline(spec: ProviderSpec) -> _Contestant:
 
 
 def _contestants(
-    providers: Sequence[ProviderItem] | ProviderItem, have_references: bool, baselines: bool
+    providers: Sequence[ProviderItem] | ProviderItem, have_references: bool, baselines: bool, policy: CachePolicy
 ) -> list[_Contestant]:
     single = isinstance(providers, str | ProviderSpec | Separator)
     items: list[ProviderItem] = [providers] if single else list(providers)  # type: ignore[list-item,arg-type]
@@ -167,9 +168,10 @@ def _contestants(
                     continue
                 from stemkit.api import load
 
-                out.append(_Contestant(render_chain(specs), "provider", load(specs), owned=True))
+                out.append(_Contestant(render_chain(specs), "provider", load(specs, cache=policy), owned=True))
             elif isinstance(item, Separator):
-                out.append(_Contestant(item.spec, "provider", item))
+                cached = apply_cache(item, policy, owned=False)  # closing the wrapper leaves the caller's open
+                out.append(_Contestant(item.spec, "provider", cached, owned=cached is not item))
             else:
                 raise ConfigError(
                     f"providers: {item!r} is neither a spec string nor a Separator; "
@@ -251,15 +253,9 @@ def _emit(progress: ProgressCallback | None, **fields: Any) -> None:
         progress(ProgressEvent(**fields))
 
 
-def _separate(
-    contestant: _Contestant, track: _Track, key: str, cache: SeparationCache, progress: ProgressCallback | None
-) -> _Outcome:
+def _separate(contestant: _Contestant, track: _Track, progress: ProgressCallback | None) -> _Outcome:
     assert contestant.separator is not None
     assert contestant.semaphore is not None
-    hit = cache.get(key)
-    if hit is not None:
-        _emit(progress, provider=contestant.label, stage="done", fraction=1.0, message="cached", input_name=track.name)
-        return _Outcome(hit, cached=True)
 
     def forward(event: ProgressEvent) -> None:
         if progress is not None:
@@ -280,29 +276,9 @@ def _separate(
                 input_name=track.name,
             )
             return _Outcome(None, cached=False, error=exc)
-        try:
-            arrays = {name: stem.audio for name, stem in result.items()}
-            seconds = time.perf_counter() - started
-            cost = result.provenance.cost
-            stored = cache.put(
-                key,
-                arrays,
-                sample_rate=result.sample_rate,
-                seconds=seconds,
-                model=result.provenance.model,
-                cost_amount=cost.amount if cost else None,
-                cost_unit=cost.unit if cost else None,
-                info={
-                    "provider": contestant.label,
-                    "input": track.path.name,
-                    "input_sha256": track.sha256,
-                    "timings": dict(result.provenance.timings),
-                    "job_id": result.provenance.job_id,
-                },
-            )
-        finally:
-            result.close()
-    return _Outcome(stored, cached=False)
+    # The result stays open (its files back the stems) until the comparison lets go of it.
+    separation = CachedSeparation.from_stemset(result, seconds=time.perf_counter() - started)
+    return _Outcome(separation, cached=separation.cached)
 
 
 def compare(
@@ -313,7 +289,7 @@ def compare(
     metrics: str | Sequence[str] | None = None,
     stems: str | Sequence[str] | None = None,
     baselines: bool = True,
-    cache: SeparationCache | str | Path | None = None,
+    cache: ResultCache | str | Path | bool | None = None,
     progress: ProgressCallback | None = None,
     max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS,
 ) -> Report:
@@ -326,8 +302,9 @@ def compare(
     out). ``references``: a folder of stems for one input, or a MUSDB18-HQ root. ``metrics``: any of
     ``sdr, si-sdr, bss, consistency, agreement`` (default: sdr, si-sdr, consistency with references;
     consistency, agreement without). ``stems``: which stems to request and score (default: the reference
-    stems; without references, each provider's default set). ``cache``: a SeparationCache, a folder to keep
-    separations in across runs, or None for a temporary one (``report.cache``, reusable).
+    stems; without references, each provider's default set). ``cache``: None keeps paid providers'
+    separations in the shared result cache and local ones in a temporary cache (``report.cache``, reusable);
+    a folder, URL or ResultCache keeps every provider's there across runs; False keeps none.
     ``progress`` receives the providers' ProgressEvents (``provider`` is the spec as listed,
     ``input_name`` the track), from worker threads.
 
@@ -342,8 +319,14 @@ def compare(
     metric_names = parse_metrics(metrics, references=have_references)
     if any(m in BSS_METRICS for m in metric_names):
         load_museval()  # fail before separating anything
-    store = cache if isinstance(cache, SeparationCache) else SeparationCache(cache)
-    contestants = _contestants(providers, have_references, baselines)
+    store: ResultCache | None
+    if cache is False:
+        store = None
+    elif isinstance(cache, ResultCache):
+        store = cache
+    else:
+        store = ResultCache() if cache is True else SeparationCache(cache)
+    contestants = _contestants(providers, have_references, baselines, resolve_cache(store or False))
     try:
         for track in tracks:
             source = open_source(track.path)
@@ -363,7 +346,7 @@ def _run(
     tracks: list[_Track],
     contestants: list[_Contestant],
     metric_names: list[str],
-    cache: SeparationCache,
+    cache: ResultCache | None,
     progress: ProgressCallback | None,
     max_lag_seconds: float,
     have_references: bool,
@@ -387,10 +370,10 @@ def _run(
             for index, track in enumerate(tracks):
                 pending[index] = set()
                 for c in real:
-                    key = cache_key(track.sha256, c.label, track.stems)
+                    key = f"{track.sha256}|{c.label}|{','.join(track.stems or ())}"
                     keys[(index, c.label)] = key
                     if key not in futures:
-                        futures[key] = pool.submit(_separate, c, track, key, cache, progress)
+                        futures[key] = pool.submit(_separate, c, track, progress)
                     pending[index].add(key)
             done: set[str] = set()
             by_future = {future: key for key, future in futures.items()}

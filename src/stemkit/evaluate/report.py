@@ -27,7 +27,7 @@ from stemkit.errors import ConfigError, StemkitError
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from stemkit.evaluate.cache import SeparationCache
+    from stemkit.cache import ResultCache
 
 __all__ = ["METRIC_LABELS", "SONG", "Aggregate", "Report", "RunRecord", "Score"]
 
@@ -144,7 +144,7 @@ class Report:
     scores: list[Score] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
     references: bool = False
-    cache: SeparationCache | None = field(default=None, repr=False, compare=False)
+    cache: ResultCache | None = field(default=None, repr=False, compare=False)
 
     # -- reading ----------------------------------------------------------------------------------------
     @property
