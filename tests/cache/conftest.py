@@ -30,13 +30,13 @@ def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def songs(tmp_path: Path) -> list[Path]:
-    """Three different short songs in one folder."""
+    """Three different 1.5-second songs in one folder (hosted providers take 1 s and more)."""
     folder = tmp_path / "songs"
     folder.mkdir()
     rng = np.random.default_rng(7)
     out = []
     for i in range(3):
-        audio = (0.2 * rng.standard_normal((2, 44_100 // 2))).astype(np.float32)
+        audio = (0.2 * rng.standard_normal((2, 66_150))).astype(np.float32)
         path = folder / f"song{i}.wav"
         sf.write(path, audio.T, 44_100, subtype="FLOAT")
         out.append(path)
