@@ -4,7 +4,6 @@ writer killed with SIGKILL in the middle of storing leaves nothing a reader woul
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -68,13 +67,14 @@ def test_processes_storing_the_same_entry_at_once_never_tear_it(song: Path, tmp_
     finally:
         for proc in workers:
             proc.kill()
-    for proc, (stdout, stderr) in zip(workers, outputs, strict=True):
+    for proc, (_stdout, stderr) in zip(workers, outputs, strict=True):
         assert proc.returncode == 0, stderr
     runs = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
     assert len({run["digest"] for result in runs for run in result}) == 1  # every process, every call: equal
     assert all(result[1]["hit"] for result in runs)  # the second call of each process is a hit
     cache = ResultCache(root)
-    assert cache.info().entries == 1 and cache.info().incomplete == 0
+    assert cache.info().entries == 1
+    assert cache.info().incomplete == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
         hit = stemkit.separate(song, provider="dsp", stems=["vocals", "instrumental"], cache=cache)

@@ -39,7 +39,8 @@ def test_a_hit_returns_a_stemset_equal_to_the_stored_one_bit_for_bit(song: Path,
     first = sep.separate(song)
     again = sep.separate(song)
     assert provider.calls == 1
-    assert stems_equal(plain, first) and stems_equal(first, again)
+    assert stems_equal(plain, first)
+    assert stems_equal(first, again)
     assert float(np.max(np.abs(again["vocals"].audio))) > 1.0  # past full scale, kept exactly
     assert np.signbit(again["drums"].audio[:, ::2]).all()  # even -0.0 survives
     assert (again.sample_rate, again.channels, again.frames) == (plain.sample_rate, plain.channels, plain.frames)
@@ -61,7 +62,8 @@ def test_a_hit_is_marked_in_provenance_with_when_and_by_which_spec(song: Path, t
     assert record.seconds == round(first.provenance.timings["total"], 6)
     assert hit.provenance.cost is None  # the hit itself cost nothing
     assert [a.outcome for a in hit.attempts] == ["ok"]
-    assert hit["instrumental"].derived and not hit["vocals"].derived
+    assert hit["instrumental"].derived
+    assert not hit["vocals"].derived
     assert hit.to_dict()["provenance"]["cache"]["spec"] == "dsp?kernel=9"
 
 
@@ -267,9 +269,12 @@ def test_info_prune_and_clear(songs: list[Path], tmp_path: Path) -> None:
     for path in songs:
         sep.separate(path, stems="vocals")
     info = cache.info()
-    assert info.entries == 3 and info.incomplete == 0 and info.size > 0
+    assert info.entries == 3
+    assert info.incomplete == 0
+    assert info.size > 0
     pruned = cache.prune(max_size=info.size // 2)
-    assert pruned.entries == 2 and cache.info().entries == 1
+    assert pruned.entries == 2
+    assert cache.info().entries == 1
     assert cache.prune(older_than=-1).entries == 1  # nothing is younger than the future
     sep.separate(songs[0], stems="vocals")
     assert cache.clear().entries == 1
@@ -294,7 +299,9 @@ def test_prune_removes_what_dead_writers_left_and_spares_live_ones(song: Path, t
     os.utime(half / "vocals.wav", (old, old))
     result = cache.prune()
     assert result.leftovers == 2
-    assert not dead.exists() and live.exists() and not half.exists()
+    assert not dead.exists()
+    assert live.exists()
+    assert not half.exists()
 
 
 def test_a_fresh_entry_without_its_manifest_is_left_for_its_writer(tmp_path: Path) -> None:
@@ -323,7 +330,8 @@ def test_a_separator_passed_in_is_wrapped_not_changed_and_stays_open(song: Path,
     again = stemkit.separate(song, provider=provider, stems="vocals", cache=tmp_path / "cache")
     assert (first.provenance.cache, again.provenance.cache is not None, provider.calls) == (None, True, 1)
     outcomes = list(stemkit.separate_many([song], provider, stems="vocals", cache=tmp_path / "cache"))
-    assert outcomes[0].result is not None and outcomes[0].result.provenance.cache is not None
+    assert outcomes[0].result is not None
+    assert outcomes[0].result.provenance.cache is not None
     assert provider.separate(song, stems="vocals") is not None  # separate_many did not close it
 
 
@@ -346,7 +354,8 @@ def test_aseparate_takes_the_cache_argument(song: Path, tmp_path: Path) -> None:
         return first, again
 
     first, again = asyncio.run(twice())
-    assert first.provenance.cache is None and again.provenance.cache is not None
+    assert first.provenance.cache is None
+    assert again.provenance.cache is not None
 
 
 def test_compare_answers_from_what_separate_cached(song: Path, tmp_path: Path) -> None:
@@ -363,7 +372,8 @@ def test_a_hit_closes_cleanly_and_the_entry_outlives_it(song: Path, tmp_path: Pa
     sep.separate(song, stems="vocals").close()
     hit = sep.separate(song, stems="vocals")
     path = hit["vocals"].path
-    assert path is not None and path.exists()
+    assert path is not None
+    assert path.exists()
     ResultCache(root).clear()  # another process empties the cache: this hit's private copy stays readable
     assert hit["vocals"].audio.shape == (2, 88_200)
     hit.close()
