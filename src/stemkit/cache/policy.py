@@ -5,14 +5,12 @@ default location, and a local one is not: re-running a local model is cheap enou
 its stems should be the user's choice. ``cache=`` on ``separate``/``aseparate``/``separate_many``/``load``
 (``--cache DIR`` / ``--no-cache`` on the command line) changes that:
 
-====================  ===========================================================================
-``None`` (default)    paid providers cached in the default location; local ones not
-``True``              every provider cached in the default location
-``False``             nothing cached
-a path or URL         every provider cached there
-a ``ResultCache``     every provider cached in it (a temporary one keeps paid providers' results in
-                      the default location as well, so they are never paid for twice)
-====================  ===========================================================================
+- ``None`` (the default): paid providers cached in the default location; local ones not;
+- ``True``: every provider cached in the default location;
+- ``False``: nothing cached;
+- a folder or an fsspec URL: every provider cached there;
+- a ``ResultCache``: every provider cached in it (a temporary one keeps paid providers' results in the
+  default location as well, so that they are never paid for twice).
 
 The default location is ``$STEMKIT_CACHE_DIR`` (a folder or an fsspec URL), else the user cache folder
 (``~/.cache/stemkit`` on Linux, via platformdirs); the size cap ``$STEMKIT_CACHE_MAX_SIZE`` (e.g. ``50GB``,

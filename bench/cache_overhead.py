@@ -1,0 +1,75 @@
+"""Result cache, cost of a miss: a dsp separation of a 3-minute stereo 44.1 kHz song with an empty cache
+(separate, then store the stems) against the same separation without a cache.
+
+    .venv/bin/python bench/cache_overhead.py [--runs 5] [--seconds 180]
+
+Goal (issue 12): a miss costs at most 3 % more than no cache. Runs alternate (no cache, miss) so drifting load
+hits both alike; every miss gets a fresh, empty cache folder. Two figures: the call alone, and the call plus
+reading every stem's audio (a miss returns the stored, file-backed stems, so reading them is not free).
+Wall and CPU time (``time.process_time``, all threads) are reported; the ratio is of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import stemkit
+from stemkit.demo import make_demo
+
+
+def timed(song: Path, cache: object, read: bool) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = stemkit.separate(song, provider="dsp", cache=cache)
+    if read:
+        for stem in result.values():
+            _ = stem.audio
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    result.close()
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=180.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="stemkit-bench-overhead-"))
+    figures: dict[str, dict[str, list[float]]] = {}
+    try:
+        song = make_demo(work / "demo", seconds=args.seconds)
+        stemkit.separate(song, provider="dsp", cache=work / "warm-up")  # imports and first-call costs
+        for read in (False, True):
+            plain_w, plain_c, miss_w, miss_c = [], [], [], []
+            for run in range(args.runs):
+                w, c = timed(song, False, read)
+                plain_w.append(w)
+                plain_c.append(c)
+                cache = work / f"cache-{read}-{run}"
+                w, c = timed(song, cache, read)
+                miss_w.append(w)
+                miss_c.append(c)
+                shutil.rmtree(cache, ignore_errors=True)
+            figures["call_and_read" if read else "call"] = {
+                "plain_wall": plain_w, "plain_cpu": plain_c, "miss_wall": miss_w, "miss_cpu": miss_c,
+            }  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out: dict[str, object] = {"song_seconds": args.seconds, "runs": args.runs, "goal_overhead": 0.03}
+    for name, f in figures.items():
+        pw, pc = statistics.median(f["plain_wall"]), statistics.median(f["plain_cpu"])
+        mw, mc = statistics.median(f["miss_wall"]), statistics.median(f["miss_cpu"])
+        out[name] = {
+            "no_cache_wall_s": round(pw, 3), "miss_wall_s": round(mw, 3), "overhead_wall": round(mw / pw - 1, 4),
+            "no_cache_cpu_s": round(pc, 3), "miss_cpu_s": round(mc, 3), "overhead_cpu": round(mc / pc - 1, 4),
+        }  # fmt: skip
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
