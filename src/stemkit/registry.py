@@ -115,9 +115,15 @@ def provider_class(name: str) -> Any:
 def distribution_version(cls: type) -> str:
     """``name==version`` of the installed distribution that ships ``cls`` (a provider class), read from
     metadata; ``module:<name>`` when no installed distribution claims its module (a class defined in a script
-    or a test). Part of what identifies a provider's output in the result cache."""
-    top = cls.__module__.partition(".")[0]
-    return _top_level_versions().get(top) or _version_by_name(top) or f"module:{cls.__module__}"
+    or a test). Part of what identifies a provider's output in the result cache. Read once per module and
+    process: every cache lookup asks."""
+    return _module_version(cls.__module__)
+
+
+@functools.cache
+def _module_version(module: str) -> str:
+    top = module.partition(".")[0]
+    return _top_level_versions().get(top) or _version_by_name(top) or f"module:{module}"
 
 
 @functools.cache

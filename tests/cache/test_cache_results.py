@@ -18,8 +18,9 @@ import soundfile as sf
 
 import stemkit
 from stemkit import registry
-from stemkit.cache import CachedSeparator, CacheWarning, ResultCache, stems_equal
+from stemkit.cache import CachedSeparator, CacheWarning, ResultCache, apply_cache, stems_equal
 from stemkit.cache.eviction import MANIFEST, entry_dir
+from stemkit.protocol import Capabilities
 
 from .conftest import Loud
 
@@ -379,3 +380,20 @@ def test_a_hit_closes_cleanly_and_the_entry_outlives_it(song: Path, tmp_path: Pa
     hit.close()
     assert not path.exists()
     assert (root / MANIFEST).exists() is False
+
+
+def test_an_unusable_default_location_warns_and_separates_without_a_cache(
+    song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("STEMKIT_CACHE_DIR", str(blocker))
+    provider = Loud()
+    monkeypatch.setattr(Loud, "capabilities", property(lambda self: Capabilities(
+        combinations=(("vocals", "drums", "bass", "other"),), local=False, cost_unit="seconds")))  # fmt: skip
+    with pytest.warns(CacheWarning, match="not a folder"):
+        sep = apply_cache(provider, None, owned=False)  # the default policy: nobody asked for a cache
+    assert sep is provider
+    assert sep.separate(song, stems="vocals").provenance.cache is None
+    with pytest.raises(stemkit.ConfigError, match="not a folder"):
+        stemkit.separate(song, provider=provider, stems="vocals", cache=True)  # asked for: an error

@@ -98,9 +98,14 @@ class CachePolicy:
     ``dsp`` under the default policy touches no folder).
     """
 
-    def __init__(self, paid: ResultCache | str | None, local: ResultCache | str | None) -> None:
+    def __init__(
+        self, paid: ResultCache | str | None, local: ResultCache | str | None, *, implicit: bool = False
+    ) -> None:
         self._paid, self._local = paid, local
         self._default: ResultCache | None = None
+        #: nobody asked for a cache: a default location that cannot be used warns and is skipped
+        self._implicit = implicit
+        self._unusable = False
 
     @property
     def enabled(self) -> bool:
@@ -113,10 +118,18 @@ class CachePolicy:
         if which != _DEFAULT:
             assert which is None or not isinstance(which, str)
             return which
-        if self._default is None:
-            from stemkit.cache.store import ResultCache
+        if self._default is None and not self._unusable:
+            from stemkit.cache.store import CacheWarning, ResultCache
 
-            self._default = ResultCache()
+            try:
+                self._default = ResultCache()
+            except ConfigError as exc:
+                if not self._implicit:
+                    raise
+                import warnings
+
+                self._unusable = True
+                warnings.warn(f"stemkit cache: {exc}; separating without a result cache", CacheWarning, stacklevel=4)
         return self._default
 
     def __repr__(self) -> str:
@@ -139,7 +152,7 @@ def resolve_cache(cache: Any) -> CachePolicy:
     if isinstance(cache, CachePolicy):
         return cache
     if cache is None:
-        return CachePolicy(paid=_DEFAULT, local=None)
+        return CachePolicy(paid=_DEFAULT, local=None, implicit=True)
     if cache is False:
         return CachePolicy(None, None)
     if cache is True:

@@ -117,6 +117,10 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # The size last scanned plus what this object stored since: a full scan (every entry's files) on each
+        # store would cost more than the store itself on a large cache.
+        self._estimate: int | None = None
+        self._stores_since_scan = 0
 
     @classmethod
     def temporary(cls, *, max_size: int | str | None = "none") -> ResultCache:
@@ -175,9 +179,9 @@ class ResultCache:
         except CorruptEntry as exc:
             self._drop(key, str(exc))
             found = None
-        except OSError as exc:
-            warnings.warn(f"stemkit cache: {self.location} could not be read ({exc}); separating without it",
-                          CacheWarning, stacklevel=3)  # fmt: skip
+        except Exception as exc:  # storage trouble (a full disk, an unreachable bucket) must not stop the work
+            warnings.warn(f"stemkit cache: {self.location} could not be read ({type(exc).__name__}: {exc}); "
+                          "separating without it", CacheWarning, stacklevel=3)  # fmt: skip
             found = None
         if found is None:
             self.misses += 1
@@ -293,7 +297,7 @@ class ResultCache:
             return self._put(key, result, identity or {}, request, source, on_close)
         except TooLargeToStore as exc:
             reason = str(exc)
-        except OSError as exc:
+        except Exception as exc:  # storage trouble must not lose the result the caller already paid for
             reason = f"{type(exc).__name__}: {exc}"
         warnings.warn(f"stemkit cache: the result could not be stored in {self.location} ({reason}); it is not "
                       "cached", CacheWarning, stacklevel=3)  # fmt: skip
@@ -342,7 +346,7 @@ class ResultCache:
         except BaseException:
             scratch.remove()
             raise
-        self._evict(keep=(key,))
+        self._evict(manifest.size, keep=(key,))
         return self._stemset(manifest, scratch, result.provenance, source, on_close)
 
     @staticmethod
@@ -382,13 +386,23 @@ class ResultCache:
             with contextlib.suppress(OSError):
                 self.backend.remove(f"{base}/{manifest.data}")
 
-    def _evict(self, *, keep: Iterable[str] = ()) -> int:
+    def _evict(self, added: int, *, keep: Iterable[str] = ()) -> int:
+        """Keep the cache within its cap: a full scan when the estimate nears the cap (or every 64 stores, to
+        notice what other processes stored), else only the estimate grows."""
         if self.max_size is None:
             return 0
+        self._stores_since_scan += 1
+        if self._estimate is not None and self._stores_since_scan < 64:
+            self._estimate += added
+            if self._estimate <= 0.9 * self.max_size:
+                return 0
         try:
-            victims = lru_victims(scan(self.backend), self.max_size, keep=keep)
+            found = scan(self.backend)
+            victims = lru_victims(found, self.max_size, keep=keep)
             for victim in victims:
                 self.backend.remove(entry_dir(victim.key))
+            self._estimate = sum(e.size for e in found) - sum(v.size for v in victims)
+            self._stores_since_scan = 0
         except OSError as exc:
             warnings.warn(f"stemkit cache: could not evict old entries from {self.location} ({exc})",
                           CacheWarning, stacklevel=4)  # fmt: skip
@@ -417,6 +431,7 @@ class ResultCache:
         """Remove entries unused for ``older_than`` seconds, then the least recently used ones until the total
         fits ``max_size`` (default: the cache's cap), and the leftovers of writers and readers that died."""
         now = time.time()
+        self._estimate = None
         cap = self.max_size if max_size is None else parse_size(max_size)
         removed = freed = leftovers = 0
         found = scan(self.backend)
@@ -474,6 +489,7 @@ class ResultCache:
 
     def clear(self) -> PruneResult:
         """Remove every entry (the job ledger is kept: it records work a provider may still hold)."""
+        self._estimate = None
         found = scan(self.backend)
         for entry in found:
             self.backend.remove(entry_dir(entry.key))
