@@ -26,10 +26,12 @@ from .conftest import Loud
 
 
 def entries(root: Path) -> list[Path]:
+    ResultCache(root).flush()  # local results are stored in the background: wait for them
     return sorted((root / "entries").glob("*/*/entry.json"))
 
 
 def data_files(root: Path) -> list[Path]:
+    ResultCache(root).flush()
     return sorted((root / "entries").glob("*/*/data-*/*.wav"))
 
 
@@ -197,6 +199,7 @@ def test_least_recently_used_entries_are_evicted_first(songs: list[Path], tmp_pa
     a, b, c = songs
     for path, when in ((a, 1_000_000_000.0), (b, 1_000_000_100.0)):  # stored long ago, a before b
         sep.separate(path, stems="vocals")
+        cache.flush()
         for file in (root / entry_dir(_key_for(sep, path))).rglob("*"):
             os.utime(file, (when, when))
     assert sep.separate(a, stems="vocals").provenance.cache is not None  # a is used now: b is the oldest
@@ -220,6 +223,7 @@ def test_a_cache_that_cannot_be_written_warns_and_the_separation_goes_on(song: P
     provider = Loud()
     with pytest.warns(CacheWarning, match="could not be stored"):
         result = CachedSeparator(provider, cache).separate(song, stems="vocals")
+        cache.flush()  # the store ran in the background
     assert provider.calls == 1
     assert result["vocals"].audio.shape == (2, 88_200)
     assert not list((root / "tmp").glob("stage-*"))  # the staged files went with the failure
@@ -397,3 +401,21 @@ def test_an_unusable_default_location_warns_and_separates_without_a_cache(
     assert sep.separate(song, stems="vocals").provenance.cache is None
     with pytest.raises(stemkit.ConfigError, match="not a folder"):
         stemkit.separate(song, provider=provider, stems="vocals", cache=True)  # asked for: an error
+
+
+def test_a_local_result_is_returned_at_once_and_stored_behind_it(song: Path, tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "cache")
+    provider = Loud()
+    first = CachedSeparator(provider, cache).separate(song, stems="vocals")
+    assert first["vocals"].path is None  # the provider's own in-memory result, not a copy read back
+    other = ResultCache(tmp_path / "cache")  # another object on the same folder, same process
+    assert CachedSeparator(provider, other).separate(song, stems="vocals").provenance.cache is not None
+    assert provider.calls == 1
+
+
+def test_without_write_behind_a_miss_returns_the_stored_files(song: Path, tmp_path: Path) -> None:
+    sep = CachedSeparator(Loud(), ResultCache(tmp_path / "cache"), write_behind=False)
+    first = sep.separate(song, stems="vocals")
+    assert first["vocals"].path is not None and not first["vocals"].is_loaded
+    assert first.provenance.cache is None
+    assert stems_equal(first, sep.separate(song, stems="vocals"))

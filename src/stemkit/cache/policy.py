@@ -99,9 +99,16 @@ class CachePolicy:
     """
 
     def __init__(
-        self, paid: ResultCache | str | None, local: ResultCache | str | None, *, implicit: bool = False
+        self,
+        paid: ResultCache | str | None,
+        local: ResultCache | str | None,
+        *,
+        implicit: bool = False,
+        write_behind: bool = True,
     ) -> None:
         self._paid, self._local = paid, local
+        #: see :class:`~stemkit.cache.CachedSeparator`
+        self.write_behind = write_behind
         self._default: ResultCache | None = None
         #: nobody asked for a cache: a default location that cannot be used warns and is skipped
         self._implicit = implicit
@@ -145,23 +152,24 @@ def costs_money(separator: Separator) -> bool:
     return (not caps.local) or caps.cost_unit is not None
 
 
-def resolve_cache(cache: Any) -> CachePolicy:
+def resolve_cache(cache: Any, *, write_behind: bool = True) -> CachePolicy:
     """The policy a ``cache=`` argument stands for (see the module docstring)."""
     from stemkit.cache.store import ResultCache
 
     if isinstance(cache, CachePolicy):
         return cache
     if cache is None:
-        return CachePolicy(paid=_DEFAULT, local=None, implicit=True)
+        return CachePolicy(paid=_DEFAULT, local=None, implicit=True, write_behind=write_behind)
     if cache is False:
         return CachePolicy(None, None)
     if cache is True:
-        return CachePolicy(_DEFAULT, _DEFAULT)
+        return CachePolicy(_DEFAULT, _DEFAULT, write_behind=write_behind)
     if isinstance(cache, ResultCache):
-        return CachePolicy(paid=cache if cache.persistent else _DEFAULT, local=cache)
+        paid = cache if cache.persistent else _DEFAULT
+        return CachePolicy(paid=paid, local=cache, write_behind=write_behind)
     if isinstance(cache, str | os.PathLike):
         opened = ResultCache(os.fspath(cache))
-        return CachePolicy(opened, opened)
+        return CachePolicy(opened, opened, write_behind=write_behind)
     raise ConfigError(
         f"cache: {cache!r} is not a cache setting; use True, False, a folder, an fsspec URL or a ResultCache"
     )
@@ -186,7 +194,9 @@ def apply_cache(separator: Separator, cache: Any, *, owned: bool = True) -> Sepa
         members[:] = [apply_cache(member, policy) for member in members]
         return separator
     store = policy.for_separator(separator)
-    return separator if store is None else CachedSeparator(separator, store, close_inner=owned)
+    if store is None:
+        return separator
+    return CachedSeparator(separator, store, close_inner=owned, write_behind=policy.write_behind)
 
 
 def cli_cache(directory: str | None, disabled: bool) -> Any:

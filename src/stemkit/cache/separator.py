@@ -33,12 +33,18 @@ class CachedSeparator:
     """``inner`` with a result cache in front. Attributes it does not have are the inner separator's.
 
     ``close_inner=False`` leaves the inner separator open when this one is closed (it is the caller's).
+    ``write_behind`` (default) stores a result held in memory in the background and returns it at once;
+    ``False`` stores every result before returning it, read back from its stored files (what a long
+    comparison wants: stems on disk, not in memory).
     """
 
-    def __init__(self, inner: Separator, cache: ResultCache, *, close_inner: bool = True) -> None:
+    def __init__(
+        self, inner: Separator, cache: ResultCache, *, close_inner: bool = True, write_behind: bool = True
+    ) -> None:
         self.inner = inner
         self.cache = cache
         self.close_inner = close_inner
+        self.write_behind = write_behind
 
     # -- what it is: the inner separator's identity -------------------------------------------------------
     @property
@@ -57,7 +63,7 @@ class CachedSeparator:
         return separator_identity(self.inner, options)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "cache", "close_inner") or name.startswith("__"):
+        if name in ("inner", "cache", "close_inner", "write_behind") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -100,6 +106,12 @@ class CachedSeparator:
                 extra["timeout"] = remaining
             result = await self.inner.aseparate(given, stems=requested, progress=progress, **extra, **options)
             identity = separator_identity(self.inner, options)
+            if self.write_behind and _in_memory(result):
+                # The store (a few hundred MB of writes for a long song) overlaps with what the caller does next.
+                await anyio.to_thread.run_sync(
+                    lambda: self.cache.put_later(key, result, identity=identity, request=requested)
+                )
+                return _closing(result, on_close)
 
             def store() -> StemSet | None:
                 return self.cache.put(key, result, identity=identity, request=requested, source=source,
@@ -196,6 +208,12 @@ class CachedSeparator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _in_memory(result: StemSet) -> bool:
+    """No stem (nor a provider's mixture) is backed by a file that the result's owner could delete."""
+    stems = [*result.values(), *([result.mixture] if result.mixture is not None else [])]
+    return all(stem.path is None for stem in stems)
 
 
 def _closing(result: StemSet, on_close: Any) -> StemSet:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
 import time
 import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,23 @@ from stemkit.stemset import Stem, StemSet
 __all__ = ["CacheInfo", "CacheWarning", "PruneResult", "ResultCache"]
 
 _READER_MAX_AGE = 7 * 86400.0
+#: stores waiting for the background writer at most (each holds a result in memory), process-wide
+_BACKLOG = threading.BoundedSemaphore(2)
+_WRITER: list[ThreadPoolExecutor] = []
+_WRITER_LOCK = threading.Lock()
+#: stores handed to the writer, by (cache location, key): any ResultCache object on the same location waits
+#: for them before it reads that key, so a second identical call in this process always hits
+_PENDING: dict[tuple[str, str], Future[None]] = {}
+_PENDING_LOCK = threading.Lock()
+
+
+def _writer() -> ThreadPoolExecutor:
+    """One background writer per process. Its thread is joined when the interpreter exits, so a store
+    handed to it is finished before a script or the CLI ends."""
+    with _WRITER_LOCK:
+        if not _WRITER:
+            _WRITER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="stemkit-cache-writer"))
+        return _WRITER[0]
 
 
 class CacheWarning(UserWarning):
@@ -154,6 +173,7 @@ class ResultCache:
     # -- reading ------------------------------------------------------------------------------------------
     def contains(self, key: str) -> bool:
         """Whether an entry is stored under ``key`` (its files are checked only by :meth:`get`)."""
+        self.flush(key)
         try:
             return self.backend.read_bytes(f"{entry_dir(key)}/{MANIFEST}") is not None
         except OSError:
@@ -173,6 +193,7 @@ class ResultCache:
         and is named as it is now) and it supplies the mixture. A damaged entry is removed with a
         :class:`CacheWarning` and counts as a miss.
         """
+        self.flush(key)  # a store of this key handed to the background writer: wait for it, then read
         started = time.perf_counter()
         try:
             found = self._read(key)
@@ -293,25 +314,69 @@ class ResultCache:
         """Store ``result`` under ``key``; returns the same result read back from its stored files (so a miss
         and a later hit give equal StemSets, and memory is released), or None with a :class:`CacheWarning`
         when it could not be stored (the caller keeps ``result``)."""
+        stored = self._store(key, result, identity or {}, request)
+        if stored is None:
+            return None
+        manifest, scratch = stored
+        return self._stemset(manifest, scratch, result.provenance, source, on_close)
+
+    def put_later(
+        self,
+        key: str,
+        result: StemSet,
+        *,
+        identity: Mapping[str, Any] | None = None,
+        request: Iterable[str] | None = None,
+    ) -> None:
+        """Store ``result`` in the background (write-behind): the caller goes on with ``result`` at once.
+
+        For results held in memory (a local provider's arrays), whose stems no one can delete meanwhile.
+        Blocks while two stores already wait, so a fast batch cannot pile results up in memory; a
+        :meth:`get` of the same key (in this process) waits for the store; :meth:`flush` waits for all.
+        """
+        _BACKLOG.acquire()
+
+        def work() -> None:
+            try:
+                stored = self._store(key, result, identity or {}, request)
+                if stored is not None:
+                    stored[1].remove()
+            finally:
+                _BACKLOG.release()
+
         try:
-            return self._put(key, result, identity or {}, request, source, on_close)
+            future = _writer().submit(work)
+        except BaseException:
+            _BACKLOG.release()
+            raise
+        slot = (self.location, key)
+        with _PENDING_LOCK:
+            _PENDING[slot] = future
+        future.add_done_callback(lambda done: _forget(slot, done))
+
+    def flush(self, key: str | None = None) -> None:
+        """Wait for stores to this location handed to the background writer (all, or the one of ``key``)."""
+        with _PENDING_LOCK:
+            waiting = [f for (where, k), f in _PENDING.items() if where == self.location and key in (None, k)]
+        for future in waiting:
+            future.result()
+
+    def _store(
+        self, key: str, result: StemSet, identity: Mapping[str, Any], request: Iterable[str] | None
+    ) -> tuple[Manifest, _Scratch] | None:
+        try:
+            return self._put(key, result, identity, request)
         except TooLargeToStore as exc:
             reason = str(exc)
         except Exception as exc:  # storage trouble must not lose the result the caller already paid for
             reason = f"{type(exc).__name__}: {exc}"
         warnings.warn(f"stemkit cache: the result could not be stored in {self.location} ({reason}); it is not "
-                      "cached", CacheWarning, stacklevel=3)  # fmt: skip
+                      "cached", CacheWarning, stacklevel=4)  # fmt: skip
         return None
 
     def _put(
-        self,
-        key: str,
-        result: StemSet,
-        identity: Mapping[str, Any],
-        request: Iterable[str] | None,
-        source: AudioSource | None,
-        on_close: Callable[[], None] | None,
-    ) -> StemSet:
+        self, key: str, result: StemSet, identity: Mapping[str, Any], request: Iterable[str] | None
+    ) -> tuple[Manifest, _Scratch]:
         from stemkit import __version__
 
         scratch = _Scratch(self.backend.scratch("stage"))
@@ -347,7 +412,7 @@ class ResultCache:
             scratch.remove()
             raise
         self._evict(manifest.size, keep=(key,))
-        return self._stemset(manifest, scratch, result.provenance, source, on_close)
+        return manifest, scratch
 
     @staticmethod
     def _write_stem(folder: Path, name: str, stem: Stem, result: StemSet, used: set[str]) -> StoredStem:
@@ -412,9 +477,11 @@ class ResultCache:
     # -- housekeeping -------------------------------------------------------------------------------------
     def entries(self) -> list[EntryInfo]:
         """Every entry, least recently used first."""
+        self.flush()
         return sorted(scan(self.backend), key=lambda e: e.last_used)
 
     def info(self) -> CacheInfo:
+        self.flush()
         found = scan(self.backend)
         complete = [e for e in found if e.complete]
         return CacheInfo(
@@ -430,6 +497,7 @@ class ResultCache:
     def prune(self, *, max_size: int | str | None = None, older_than: float | None = None) -> PruneResult:
         """Remove entries unused for ``older_than`` seconds, then the least recently used ones until the total
         fits ``max_size`` (default: the cache's cap), and the leftovers of writers and readers that died."""
+        self.flush()
         now = time.time()
         self._estimate = None
         cap = self.max_size if max_size is None else parse_size(max_size)
@@ -489,6 +557,7 @@ class ResultCache:
 
     def clear(self) -> PruneResult:
         """Remove every entry (the job ledger is kept: it records work a provider may still hold)."""
+        self.flush()
         self._estimate = None
         found = scan(self.backend)
         for entry in found:
@@ -497,7 +566,8 @@ class ResultCache:
         return PruneResult(sum(e.complete for e in found), sum(e.size for e in found), leftovers)
 
     def close(self) -> None:
-        """Remove a temporary cache's folder (a persistent cache is left as it is)."""
+        """Finish pending background stores; remove a temporary cache's folder (a persistent one is kept)."""
+        self.flush()
         if self._finalizer is not None:
             self._finalizer()
 
@@ -506,6 +576,12 @@ class ResultCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _forget(slot: tuple[str, str], done: Future[None]) -> None:
+    with _PENDING_LOCK:
+        if _PENDING.get(slot) is done:
+            del _PENDING[slot]
 
 
 def stems_equal(a: StemSet, b: StemSet) -> bool:

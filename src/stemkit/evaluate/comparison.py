@@ -326,7 +326,9 @@ def compare(
         store = cache
     else:
         store = ResultCache() if cache is True else SeparationCache(cache)
-    contestants = _contestants(providers, have_references, baselines, resolve_cache(store or False))
+    # Stored before scoring and read back from disk: a long comparison keeps its separations on disk.
+    policy = resolve_cache(store or False, write_behind=False)
+    contestants = _contestants(providers, have_references, baselines, policy)
     try:
         for track in tracks:
             source = open_source(track.path)
