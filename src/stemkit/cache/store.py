@@ -7,6 +7,11 @@ file it names complete, and two processes storing the same entry at once each co
 one wins; the other's data folder is removed). A reader copies (hard-links, locally) the files into a folder
 of its own and checks every digest before it trusts them; a damaged entry is removed, with a warning, and the
 separation runs again.
+
+A result held in memory (a local provider's arrays) can be stored by a background writer instead
+(:meth:`ResultCache.put_later`, write-behind): one thread per process, at most two results waiting, joined
+when the interpreter exits; a lookup of a key whose store is pending, by any ``ResultCache`` on the same
+location in this process, waits for it.
 """
 
 from __future__ import annotations
