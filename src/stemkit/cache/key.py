@@ -40,7 +40,8 @@ def separator_identity(separator: Separator, options: Mapping[str, Any] | None =
         return dict(identity)
     members = getattr(separator, "members", None)
     if isinstance(members, list | tuple) and members:
-        return {"chain": [separator_identity(member) for member in members]}
+        # The composite's spec carries its own settings (an ensemble's weights and options); members their own.
+        return {"composite": separator.spec, "members": [separator_identity(member) for member in members]}
     return {
         "spec": separator.spec,
         "options": {k: v for k, v in sorted((options or {}).items()) if not is_secret_key(k)},
