@@ -420,3 +420,23 @@ def test_without_write_behind_a_miss_returns_the_stored_files(song: Path, tmp_pa
     assert not first["vocals"].is_loaded
     assert first.provenance.cache is None
     assert stems_equal(first, sep.separate(song, stems="vocals"))
+
+
+def test_a_composites_key_covers_its_own_settings_and_its_members() -> None:
+    from stemkit.cache import separator_identity
+
+    class Composite:
+        """A composite Separator as the protocol sees it: a spec with its own settings, and members."""
+
+        name = "ensemble"
+
+        def __init__(self, spec: str, members: list[Any]) -> None:
+            self.spec, self.members = spec, members
+
+    dsp, nine = stemkit.load("dsp"), stemkit.load("dsp?kernel=9")
+    base = separator_identity(Composite("dsp + dsp?kernel=9", [dsp, nine]))
+    assert base == separator_identity(Composite("dsp + dsp?kernel=9", [dsp, nine]))
+    assert base != separator_identity(Composite("(dsp + dsp?kernel=9)?weights=2,1", [dsp, nine]))
+    assert base != separator_identity(Composite("dsp + dsp?kernel=9", [nine, dsp]))
+    assert "api_key" not in str(separator_identity(stemkit.load("ezstems", api_key="ez_secret")))
+    assert "ez_secret" not in str(separator_identity(stemkit.load("ezstems", api_key="ez_secret")))
