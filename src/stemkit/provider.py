@@ -201,12 +201,16 @@ class SeparatorBase(abc.ABC):
             else self.options
         )
         dumped = opts.model_dump(mode="json")
-        return {
+        identity: dict[str, Any] = {
             "provider": self.name,
             "target": self.target,
             "options": {k: v for k, v in sorted(dumped.items()) if not is_secret_key(k)},
             "version": distribution_version(type(self)),
         }
+        if type(self).spec is not SeparatorBase.spec:
+            # A provider that renders its own spec says more there than its options do (constructor settings).
+            identity["spec"] = self.spec
+        return identity
 
     @property
     @abc.abstractmethod

@@ -441,3 +441,21 @@ def test_a_composites_key_covers_its_own_settings_and_its_members() -> None:
     assert base != separator_identity(Composite("dsp + dsp?kernel=9", [nine, dsp]))
     assert "api_key" not in str(separator_identity(stemkit.load("ezstems", api_key="ez_secret")))
     assert "ez_secret" not in str(separator_identity(stemkit.load("ezstems", api_key="ez_secret")))
+
+
+def test_a_provider_that_renders_its_own_spec_is_keyed_by_it(song: Path, tmp_path: Path) -> None:
+    class Scaled(Loud):
+        """Settings from the constructor, not options: its own spec says them."""
+
+        def __init__(self, gain: float) -> None:
+            super().__init__()
+            self.gain = gain
+
+        @property
+        def spec(self) -> str:
+            return f"loud?gain={self.gain}"
+
+    cache = ResultCache(tmp_path / "cache")
+    CachedSeparator(Scaled(1.0), cache).separate(song, stems="vocals")
+    assert CachedSeparator(Scaled(1.0), cache).separate(song, stems="vocals").provenance.cache is not None
+    assert CachedSeparator(Scaled(2.0), cache).separate(song, stems="vocals").provenance.cache is None
