@@ -21,8 +21,9 @@ __all__ = ["aseparate", "load", "load_one", "separate"]
 ProviderArg = str | ProviderSpec | Sequence[str | ProviderSpec] | Separator | None
 
 
-def load_one(spec: ProviderSpec, **kwargs: Any) -> Separator:
-    """Instantiate one provider from its spec; keyword arguments (API keys, clients) go to its constructor."""
+def load_one(spec: ProviderSpec, *, cache: Any = None, **kwargs: Any) -> Separator:
+    """Instantiate one provider from its spec; keyword arguments (API keys, clients) go to its constructor;
+    ``cache`` puts the result cache in front of it as the policy says (see :func:`load`)."""
     factory = provider_class(spec.name)
     from_spec = getattr(factory, "from_spec", None)
     if from_spec is None:
@@ -37,30 +38,38 @@ def load_one(spec: ProviderSpec, **kwargs: Any) -> Separator:
                 raise ConfigError(f"{spec.name}: {exc}") from None
     except ProviderError as exc:  # a plugin that cannot even be constructed is a setup problem
         raise ConfigError(f"{spec.name}: could not load the provider: {exc.message}") from exc
-    return separator
+    from stemkit.cache import apply_cache
+
+    return apply_cache(separator, cache)
 
 
-def load(spec: ProviderArg = None, **kwargs: Any) -> Separator:
+def load(spec: ProviderArg = None, *, cache: Any = None, **kwargs: Any) -> Separator:
     """Load a provider (``"dsp"``, ``"stemsplit?quality=best"``), a fallback chain (``"a | b"`` or a list), an
     ensemble (``"a + b"``) or a pipeline (``"a >[instrumental] b"``), nested as the spec says.
 
     With no spec, ``$STEMKIT_PROVIDER`` or the embedded ``dsp`` baseline. The result is a Separator and a
-    context manager; close it (or use ``with``) to release sessions and connections.
+    context manager; close it (or use ``with``) to release sessions and connections. ``cache``: the result
+    cache (see :mod:`stemkit.cache.policy`): by default providers that cost money are cached; ``True`` caches
+    every provider, ``False`` none, a folder or fsspec URL caches every provider there.
     """
+    from stemkit.cache import apply_cache, resolve_cache
+
     if spec is not None and not isinstance(spec, str | ProviderSpec | Sequence):
-        return spec  # already a Separator
+        # Already a Separator: the caller's own, used as given unless a cache is asked for.
+        return spec if cache is None else apply_cache(spec, cache, owned=False)
+    policy = resolve_cache(cache)  # every provider in the spec gets the cache its policy says, as it is loaded
     with error_boundary():
         tree = parse_tree(default_chain() if spec is None else spec)
         specs = plain_chain(tree)
         if specs is None:  # an ensemble or a pipeline somewhere in it
             from stemkit.compose.build import build
 
-            return build(tree, **kwargs)
+            return build(tree, cache=policy, **kwargs)
         if len(specs) == 1:
-            return load_one(specs[0], **kwargs)
+            return load_one(specs[0], cache=policy, **kwargs)
         from stemkit.routing import Chain
 
-        return Chain.from_specs(specs, **kwargs)
+        return Chain.from_specs(specs, cache=policy, **kwargs)
 
 
 async def aseparate(
@@ -70,14 +79,16 @@ async def aseparate(
     stems: Iterable[str] | str | None = None,
     progress: ProgressCallback | None = None,
     api_key: str | None = None,
+    cache: Any = None,
     **options: Any,
 ) -> StemSet:
     """Separate ``audio`` into stems without blocking the event loop (the one implementation of both flavours:
     :func:`separate` runs it). Hosted providers use the async transport, local ones a worker thread."""
     with error_boundary():
         if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
-            return await provider.aseparate(audio, stems=stems, progress=progress, **options)
-        separator = load(provider, **_key(api_key))
+            separator = load(provider, cache=cache)  # the caller's own; a cache wrapper leaves it open
+            return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+        separator = load(provider, cache=cache, **_key(api_key))
         try:
             return await separator.aseparate(audio, stems=stems, progress=progress, **options)
         finally:

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -112,6 +113,7 @@ async def aseparate_many(
     template: str = "{input}/{stem}.{ext}",
     progress: ProgressCallback | None = None,
     timeout: float | None = None,
+    cache: Any = None,
 ) -> AsyncIterator[BatchItem]:
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
 
@@ -125,7 +127,7 @@ async def aseparate_many(
             _prepare, inputs, provider, stems, concurrency, output_dir, format, template
         )
         items, names, requested, out = prepared
-        separator = load(provider)
+        separator = load(provider, cache=cache)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         job = _Job(separator, requested, out, format, template, progress, timeout)

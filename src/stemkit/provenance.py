@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Attempt", "Cost", "Provenance"]
+__all__ = ["Attempt", "CacheHit", "Cost", "Provenance"]
 
 Outcome = Literal["ok", "failed", "skipped"]
 
@@ -19,6 +20,13 @@ class Cost:
 
     def __str__(self) -> str:
         return f"{self.amount:g} {self.unit}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"amount": self.amount, "unit": self.unit}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Cost | None:
+        return None if data is None else cls(float(data["amount"]), str(data["unit"]))
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,50 @@ class Attempt:
             "message": self.reason or (str(self.error) if self.error is not None else ""),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        """An attempt read back from :meth:`to_dict`. The exception object is gone; its class name stays in
+        the reason, so :meth:`describe` reads as it did."""
+        message = str(data.get("message") or "")
+        error_class = data.get("error_class")
+        reason = f"{error_class}: {message}" if error_class else message
+        return cls(str(data["provider"]), data["outcome"], float(data.get("seconds") or 0.0), None, reason)
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """Set on the provenance of a StemSet answered from the result cache (no provider was asked).
+
+    ``created`` is when the stored result was made (ISO 8601, UTC) and ``spec`` by which provider spec;
+    ``seconds`` and ``cost`` are what making it took and cost then (this answer cost nothing).
+    """
+
+    key: str
+    created: str
+    spec: str
+    seconds: float | None = None
+    cost: Cost | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "created": self.created,
+            "spec": self.spec,
+            "seconds": self.seconds,
+            "cost": self.cost.to_dict() if self.cost else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CacheHit:
+        seconds = data.get("seconds")
+        return cls(
+            key=str(data["key"]),
+            created=str(data["created"]),
+            spec=str(data["spec"]),
+            seconds=None if seconds is None else float(seconds),
+            cost=Cost.from_dict(data.get("cost")),
+        )
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -69,6 +121,8 @@ class Provenance:
     input_name: str | None = None
     attempts: tuple[Attempt, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: set when the result came from the result cache: when and by which spec it was made
+    cache: CacheHit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,11 +132,33 @@ class Provenance:
             "options": dict(self.options),
             "job_id": self.job_id,
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
-            "cost": {"amount": self.cost.amount, "unit": self.cost.unit} if self.cost else None,
+            "cost": self.cost.to_dict() if self.cost else None,
             "analysis": dict(self.analysis),
             "input_sha256": self.input_sha256,
             "input_duration": self.input_duration,
             "input_name": self.input_name,
             "attempts": [a.to_dict() for a in self.attempts],
             "extra": dict(self.extra),
+            "cache": self.cache.to_dict() if self.cache else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Provenance read back from :meth:`to_dict` (the result cache stores it this way)."""
+        cache = data.get("cache")
+        return cls(
+            provider=str(data["provider"]),
+            spec=str(data.get("spec") or ""),
+            model=data.get("model"),
+            options=dict(data.get("options") or {}),
+            job_id=data.get("job_id"),
+            timings={str(k): float(v) for k, v in (data.get("timings") or {}).items()},
+            cost=Cost.from_dict(data.get("cost")),
+            analysis=dict(data.get("analysis") or {}),
+            input_sha256=data.get("input_sha256"),
+            input_duration=data.get("input_duration"),
+            input_name=data.get("input_name"),
+            attempts=tuple(Attempt.from_dict(a) for a in data.get("attempts") or ()),
+            extra=dict(data.get("extra") or {}),
+            cache=CacheHit.from_dict(cache) if cache else None,
+        )

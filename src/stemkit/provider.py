@@ -223,6 +223,34 @@ class SeparatorBase(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec!r}>"
 
+    def cache_identity(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What identifies this provider's output, for the result cache: its name and target, every validated
+        option (defaults filled in, so ``stemsplit`` and ``stemsplit?quality=best`` are one entry; secrets left
+        out) with ``options`` (a call's own options) applied, and the plugin distribution's version.
+
+        A plugin whose output depends on more (a model file's contents) or on less (a thread count) extends or
+        trims this dict; it must stay JSON-serializable and must never hold a secret.
+        """
+        from stemkit.config import is_secret_key
+        from stemkit.registry import distribution_version
+
+        opts = (
+            validate_options(self.Options, {**self._raw_options, **options}, provider=self._label)
+            if options
+            else self.options
+        )
+        dumped = opts.model_dump(mode="json")
+        identity: dict[str, Any] = {
+            "provider": self.name,
+            "target": self.target,
+            "options": {k: v for k, v in sorted(dumped.items()) if not is_secret_key(k)},
+            "version": distribution_version(type(self)),
+        }
+        if type(self).spec is not SeparatorBase.spec:
+            # A provider that renders its own spec says more there than its options do (constructor settings).
+            identity["spec"] = self.spec
+        return identity
+
     @property
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...

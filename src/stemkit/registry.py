@@ -7,13 +7,22 @@ cannot slow down or break ``stemkit providers``); loading goes through stevedore
 
 from __future__ import annotations
 
+import functools
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, NoReturn
 
 from stemkit.errors import ConfigError
 
-__all__ = ["PROVIDER_GROUP", "ProviderInfo", "load_entry_point", "provider_class", "providers"]
+__all__ = [
+    "PROVIDER_GROUP",
+    "ProviderInfo",
+    "distribution_version",
+    "load_entry_point",
+    "provider_class",
+    "providers",
+]
 
 PROVIDER_GROUP = "stemkit.separators"
 EMULATOR_GROUP = "stemkit.emulators"
@@ -101,3 +110,42 @@ def _raise(_manager: Any, entrypoint: Any, exc: BaseException) -> NoReturn:
 def provider_class(name: str) -> Any:
     """The Separator factory registered under ``name`` (a SeparatorBase subclass for built-in plugins)."""
     return load_entry_point(PROVIDER_GROUP, name)
+
+
+def distribution_version(cls: type) -> str:
+    """``name==version`` of the installed distribution that ships ``cls`` (a provider class), read from
+    metadata; ``module:<name>`` when no installed distribution claims its module (a class defined in a script
+    or a test). Part of what identifies a provider's output in the result cache. Read once per module and
+    process: every cache lookup asks."""
+    return _module_version(cls.__module__)
+
+
+@functools.cache
+def _module_version(module: str) -> str:
+    top = module.partition(".")[0]
+    return _top_level_versions().get(top) or _version_by_name(top) or f"module:{module}"
+
+
+@functools.cache
+def _top_level_versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for top, dists in metadata.packages_distributions().items():
+        if dists:
+            name = dists[0]
+            try:
+                out[top] = f"{name}=={metadata.version(name)}"
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def _version_by_name(top: str) -> str | None:
+    """Editable installs often leave packages_distributions() blind: try the module's own dist-style name."""
+    for candidate in (top, top.replace("_", "-")):
+        try:
+            return f"{candidate}=={metadata.version(candidate)}"
+        except metadata.PackageNotFoundError:
+            continue
+    module = sys.modules.get(top)
+    version = getattr(module, "__version__", None)
+    return f"{top}=={version}" if isinstance(version, str) else None

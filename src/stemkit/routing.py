@@ -217,6 +217,7 @@ class Chain:
         specs: Sequence[ProviderSpec],
         *,
         provider_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        cache: Any = None,
         breaker: BreakerSettings | None = None,
         provider_timeout: float | None = None,
         deadline: float | None = None,
@@ -235,7 +236,7 @@ class Chain:
         members: list[Separator] = []
         try:
             for spec in specs:
-                members.append(load_one(spec, **dict((provider_kwargs or {}).get(spec.name, {}))))
+                members.append(load_one(spec, cache=cache, **dict((provider_kwargs or {}).get(spec.name, {}))))
         except BaseException:
             for member in members:
                 member.close()

@@ -278,7 +278,7 @@ def test_a_temporary_cache_is_removed_on_close(demo_dir: Path, refcopy: Any) -> 
     report = compare(demo_dir / "mixture.wav", [refcopy()], metrics="consistency")
     assert report.cache is not None
     folder = report.cache.directory
-    assert any(folder.rglob("meta.json"))
+    assert any(folder.rglob("entry.json"))
     report.cache.close()
     assert not folder.exists()
     with SeparationCache() as cache:

@@ -19,7 +19,7 @@ from stemkit.errors import ConfigError, StemkitError
 
 __all__ = ["COMMAND_MODULES", "build_app", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("separate", "providers", "demo", "emulate", "compare", "doctor")
+COMMAND_MODULES: tuple[str, ...] = ("separate", "providers", "demo", "emulate", "compare", "cache", "jobs", "doctor")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

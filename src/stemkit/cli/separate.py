@@ -40,14 +40,23 @@ def separate_command(
         None, "--timeout", metavar="SECONDS",
         help="Give up on an input after this many seconds (hosted providers default to 30 min + 2x its length).",
     ),
+    cache_dir: str | None = typer.Option(
+        None, "--cache", metavar="DIR", help="Cache every provider's results in this folder or fsspec URL."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Use no result cache (not even for paid providers)."),
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed.
+
+    Results of providers that cost money are cached (see `stemkit cache info`): a re-run pays nothing twice.
 
     \f
     Where and how the stems will be written is checked first: a template typo or an unwritable folder is
     exit 2 before anything is separated (or billed).
     """
     from stemkit.batch import separate_many
+    from stemkit.cache.policy import cli_cache
+
+    cache = cli_cache(cache_dir, no_cache)
 
     bar = _bar()
     rows: list[tuple[str, str, str, str]] = []
@@ -55,7 +64,7 @@ def separate_command(
     with bar if bar is not None else _Quiet():
         outcomes = separate_many(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
-            progress=_reporter(bar), timeout=timeout,
+            progress=_reporter(bar), timeout=timeout, cache=cache,
         )
         for item in outcomes:
             if item.error is not None:
@@ -66,7 +75,9 @@ def separate_command(
             for folder in sorted({p.parent for p in item.paths.values()}):
                 files = ", ".join(p.name for p in item.paths.values() if p.parent == folder)
                 console.print(f"{item.input} -> {folder}/ ({files})")
-            rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", "ok"))
+            cached = item.result is not None and item.result.provenance.cache is not None
+            outcome = "ok (cached)" if cached else "ok"
+            rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", outcome))
     if len(rows) > 1:
         table = Table("file", "provider", "seconds", "result")
         for row in rows:

@@ -17,6 +17,7 @@ def build(
     node: SpecNode,
     *,
     provider_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    cache: Any = None,
     **kwargs: Any,
 ) -> Separator:
     """Load every provider of ``node`` and compose them. ``provider_kwargs`` maps a provider name to the keyword
@@ -26,7 +27,7 @@ def build(
         from stemkit.api import load_one
 
         merged = {**dict((provider_kwargs or {}).get(node.name, {})), **kwargs}
-        return load_one(node, **merged)
+        return load_one(node, cache=cache, **merged)
     if kwargs:
         raise ConfigError(
             f"load: keyword(s) {', '.join(sorted(kwargs))} are ambiguous for {render_tree(node)!r}; pass them "
@@ -38,20 +39,20 @@ def build(
             from stemkit.routing import Chain
 
             for link in node.links:
-                loaded.append(build(link, provider_kwargs=provider_kwargs))
+                loaded.append(build(link, provider_kwargs=provider_kwargs, cache=cache))
             return Chain(loaded)
         if isinstance(node, EnsembleSpec):
             from stemkit.compose.ensemble import Ensemble
 
             for member in node.members:
-                loaded.append(build(member, provider_kwargs=provider_kwargs))
+                loaded.append(build(member, provider_kwargs=provider_kwargs, cache=cache))
             return Ensemble.from_spec(node, loaded, owned=loaded)
         if isinstance(node, PipelineSpec):
             from stemkit.compose.pipeline import Pipeline, Stage
 
             stages = []
             for stage in node.stages:
-                separator = build(stage.node, provider_kwargs=provider_kwargs)
+                separator = build(stage.node, provider_kwargs=provider_kwargs, cache=cache)
                 loaded.append(separator)
                 stages.append(Stage(separator, feed=stage.feed, into=stage.into))
             return Pipeline(stages, owned=loaded)

@@ -11,8 +11,8 @@ mean — is scored by SDR on the same tracks, and the best one's spec is the ans
 **in-sample**: the weights were fitted on those very references, so the fitted mean can only look as good
 or better there; check it on other songs (``stemkit compare -p SPEC``) before trusting the difference.
 
-Separations come from a :class:`~stemkit.evaluate.cache.SeparationCache` under the same keys ``compare``
-uses, so fitting right after a comparison with the same cache bills no provider again.
+Separations go through the result cache (:mod:`stemkit.cache`) as ``compare``'s do, so fitting right after a
+comparison with the same cache bills no provider again.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from stemkit._portal import run_sync
 from stemkit.audio import FloatArray, open_source
+from stemkit.cache import ResultCache, apply_cache, resolve_cache
 from stemkit.compose._runs import Run, prepare_source, run_one
 from stemkit.compose.combine import Aligned, Method, combine
 from stemkit.compose.ensemble import EnsembleOptions, render_ensemble
@@ -38,7 +39,7 @@ from stemkit.compose.weights import Weights
 from stemkit.config import parse_tree, render_tree
 from stemkit.errors import ConfigError, InputError, StemkitError
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match
-from stemkit.evaluate.cache import SeparationCache, cache_key
+from stemkit.evaluate.cache import CachedSeparation, SeparationCache
 from stemkit.evaluate.comparison import partition
 from stemkit.evaluate.metrics import sdr
 from stemkit.evaluate.references import LoadedReferences, match_references
@@ -153,7 +154,7 @@ def fit_ensemble(
     *,
     references: str | Path,
     stems: str | Sequence[str] | None = None,
-    cache: SeparationCache | str | Path | None = None,
+    cache: ResultCache | str | Path | None = None,
     max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS,
     progress: ProgressCallback | None = None,
 ) -> EnsembleFit:
@@ -166,11 +167,14 @@ def fit_ensemble(
         raise ConfigError("fit: name at least two providers to fit an ensemble of, e.g. -p stemsplit -p dsp")
     if len(members) > MAX_MEMBERS:
         raise ConfigError(f"fit: {len(members)} providers; an ensemble fit takes at most {MAX_MEMBERS}")
-    store = cache if isinstance(cache, SeparationCache) else SeparationCache(cache)
+    store = cache if isinstance(cache, ResultCache) else SeparationCache(cache)
     separators, labels, owned = _load(members)
+    # Stored before use and read back from disk (no write-behind): every member's separations stay on disk.
+    policy = resolve_cache(store, write_behind=False)
+    separators = [apply_cache(separator, policy, owned=False) for separator in separators]
     try:
         tracks = _tracks(inputs, references, stems)
-        return run_sync(_fit, tracks, separators, labels, store, max_lag_seconds, progress)
+        return run_sync(_fit, tracks, separators, labels, max_lag_seconds, progress)
     finally:
         for separator in owned:
             separator.close()
@@ -230,19 +234,12 @@ def _tracks(inputs: Any, references: str | Path, stems: str | Sequence[str] | No
 
 
 async def _separations(
-    track: _Track, separators: list[Separator], labels: list[str], cache: SeparationCache,
-    progress: ProgressCallback | None,
+    track: _Track, separators: list[Separator], labels: list[str], progress: ProgressCallback | None,
 ) -> tuple[dict[int, tuple[Mapping[str, FloatArray], int]], list[str]]:
-    """Each member's stems for one track: from the cache, or separated (concurrently) and stored."""
+    """Each member's stems for one track: through the result cache (a hit asks no provider)."""
     found: dict[int, tuple[Mapping[str, FloatArray], int]] = {}
     notes: list[str] = []
-    pending: list[Run] = []
-    for index, (separator, label) in enumerate(zip(separators, labels, strict=True)):
-        hit = cache.get(cache_key(track.sha256, label, track.stems))
-        if hit is not None:
-            found[index] = (hit.stems, hit.sample_rate)
-        else:
-            pending.append(Run(index, separator, request=track.stems))
+    pending = [Run(index, separator, request=track.stems) for index, separator in enumerate(separators)]
     if pending:
         source = open_source(track.path)
         try:
@@ -259,17 +256,8 @@ async def _separations(
             if run.result is None:
                 notes.append(f"{labels[run.index]} failed on {track.name}: {run.error}; that track is left out")
                 continue
-            try:
-                cost = run.result.provenance.cost
-                stored = cache.put(
-                    cache_key(track.sha256, labels[run.index], track.stems),
-                    {name: stem.audio for name, stem in run.result.items()},
-                    sample_rate=run.result.sample_rate, seconds=run.seconds, model=run.result.provenance.model,
-                    cost_amount=cost.amount if cost else None, cost_unit=cost.unit if cost else None,
-                    info={"provider": labels[run.index], "input": track.path.name, "input_sha256": track.sha256},
-                )
-            finally:
-                run.close()
+            # The result stays open (its stored files back the stems) until the fit lets go of it.
+            stored = CachedSeparation.from_stemset(run.result, seconds=run.seconds)
             found[run.index] = (stored.stems, stored.sample_rate)
     return found, notes
 
@@ -301,13 +289,13 @@ def _align_all(
 
 
 async def _fit(
-    tracks: list[_Track], separators: list[Separator], labels: list[str], cache: SeparationCache,
+    tracks: list[_Track], separators: list[Separator], labels: list[str],
     max_lag_seconds: float, progress: ProgressCallback | None,
 ) -> EnsembleFit:
     notes: list[str] = []
     usable: list[tuple[_Track, dict[int, dict[str, FloatArray]]]] = []
     for track in tracks:
-        found, track_notes = await _separations(track, separators, labels, cache, progress)
+        found, track_notes = await _separations(track, separators, labels, progress)
         notes.extend(track_notes)
         if len(found) < len(separators):
             continue

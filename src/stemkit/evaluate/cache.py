@@ -1,52 +1,71 @@
-"""Separations kept by (input hash, provider spec with its options, requested stems).
+"""``compare``'s view of the result cache (:mod:`stemkit.cache`): one cache for separate, batches and compare.
 
-Adding a metric or a provider to a comparison must never re-bill a hosted provider for a separation already
-made. :func:`stemkit.compare` stores every separation here before scoring it: by default in a temporary
-folder that lives as long as the cache object (``report.cache``; pass it to the next ``compare`` call), or in
-a folder you name, which persists across runs (``cache="stemkit-cache/"``, ``--cache DIR``).
-
-Stems are stored as float32 ``.npy`` (exact, and memory-mapped on reuse so a long catalogue does not sit in
-RAM) next to a ``meta.json`` with the original wall time, cost and model. An entry is written to a
-temporary name and renamed into place, so an interrupted run never leaves a half entry. The key does not
-include the provider's version: clear the folder after upgrading a provider.
+A comparison runs each provider through the same result cache as :func:`stemkit.separate`, so adding a metric
+or a provider never re-bills a hosted provider for a separation already made — by this comparison, an earlier
+one, or an earlier ``stemkit separate``. By default a paid provider's results go to the shared default cache
+and a local provider's to a temporary :class:`SeparationCache` that lives as long as the report
+(``report.cache``; pass it to the next ``compare``); ``cache="folder/"`` keeps every provider's results there
+across runs; ``cache=False`` keeps none.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import tempfile
-import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from stemkit.audio import FloatArray
-from stemkit.errors import ConfigError
+from stemkit.cache import ResultCache
+from stemkit.stemset import StemSet
 
-__all__ = ["CachedSeparation", "SeparationCache", "cache_key"]
-
-_FORMAT = 1
+__all__ = ["CachedSeparation", "SeparationCache"]
 
 
-def cache_key(input_sha256: str, spec: str, stems: Sequence[str] | None) -> str:
-    """The entry's name: a hash of the input's hash, the rendered spec (options included) and the stems."""
-    payload = json.dumps(
-        {"v": _FORMAT, "input": input_sha256, "provider": spec, "stems": sorted(stems) if stems else None},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+class SeparationCache(ResultCache):
+    """A :class:`~stemkit.cache.ResultCache` whose default is a temporary folder removed on :meth:`close` (or
+    when the object is collected); ``SeparationCache(path)`` keeps entries in ``path``."""
+
+    def __init__(self, directory: str | Path | None = None, *, max_size: int | str | None = None) -> None:
+        if directory is None:
+            folder = Path(tempfile.mkdtemp(prefix="stemkit-compare-"))
+            super().__init__(folder, max_size="none")
+            self._finalizer = weakref.finalize(self, shutil.rmtree, folder, True)
+        else:
+            super().__init__(directory, max_size=max_size)
+
+
+class _StemAudio(Mapping[str, FloatArray]):
+    """Stem name → audio, read from a file-backed stem's file on each access (so a long comparison does not
+    keep every separation in memory); an in-memory stem's array as it is."""
+
+    def __init__(self, result: StemSet) -> None:
+        self._result = result  # keeps the stems' files alive
+
+    def __getitem__(self, name: str) -> FloatArray:
+        stem = self._result[name]
+        if stem.path is None or stem.is_loaded:
+            return stem.audio
+        data, _ = sf.read(stem.path, dtype="float32", always_2d=True)
+        return np.ascontiguousarray(data.T)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._result)
+
+    def __len__(self) -> int:
+        return len(self._result)
 
 
 @dataclass(frozen=True)
 class CachedSeparation:
-    """One stored separation: stem → float32 (channels, frames), with what it cost when it was made."""
+    """One separation as a comparison scores it: stem → float32 (channels, frames), with what it cost when it
+    was made (a cache hit reports the original run's time and cost)."""
 
     stems: Mapping[str, FloatArray]
     sample_rate: int
@@ -54,110 +73,25 @@ class CachedSeparation:
     model: str | None = None
     cost_amount: float | None = None
     cost_unit: str | None = None
+    cached: bool = False
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-
-class SeparationCache:
-    """A folder of separations. ``SeparationCache()`` uses a temporary folder removed on :meth:`close`
-    (or when the object is garbage collected); ``SeparationCache(path)`` keeps entries in ``path``."""
-
-    def __init__(self, directory: str | Path | None = None) -> None:
-        if directory is None:
-            self.directory = Path(tempfile.mkdtemp(prefix="stemkit-compare-"))
-            self._finalizer: weakref.finalize[Any, Any] | None = weakref.finalize(
-                self, shutil.rmtree, self.directory, True
-            )
-        else:
-            self.directory = Path(directory)
-            if self.directory.exists() and not self.directory.is_dir():
-                raise ConfigError(f"cache: {self.directory} exists and is not a folder; name a folder for the cache")
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._finalizer = None
-        self.hits = 0
-        self.misses = 0
-
-    @property
-    def persistent(self) -> bool:
-        return self._finalizer is None
-
-    def _entry(self, key: str) -> Path:
-        return self.directory / key[:2] / key
-
-    def get(self, key: str) -> CachedSeparation | None:
-        entry = self._entry(key)
-        meta_path = entry / "meta.json"
-        if not meta_path.is_file():
-            self.misses += 1
-            return None
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            stems = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["stems"]}
-        except (OSError, ValueError, KeyError):
-            self.misses += 1  # a damaged entry is a miss; the fresh result replaces it
-            return None
-        self.hits += 1
-        return CachedSeparation(
-            stems=stems,
-            sample_rate=int(meta["sample_rate"]),
-            seconds=float(meta["seconds"]),
-            model=meta.get("model"),
-            cost_amount=meta.get("cost_amount"),
-            cost_unit=meta.get("cost_unit"),
-            meta=meta,
+    @classmethod
+    def from_stemset(cls, result: StemSet, *, seconds: float) -> CachedSeparation:
+        """From a StemSet; ``seconds`` is the wall time of the call that produced it."""
+        provenance = result.provenance
+        hit = provenance.cache
+        cost = hit.cost if hit is not None else provenance.cost
+        # The provider's own total (as stored, to the microsecond), so a hit reports exactly what the miss did.
+        own = provenance.timings.get("total")
+        took = hit.seconds if hit is not None and hit.seconds is not None else round(own or seconds, 6)
+        return cls(
+            stems=_StemAudio(result),
+            sample_rate=result.sample_rate,
+            seconds=took,
+            model=provenance.model,
+            cost_amount=cost.amount if cost else None,
+            cost_unit=cost.unit if cost else None,
+            cached=hit is not None,
+            meta={"job_id": provenance.job_id, "timings": dict(provenance.timings)},
         )
-
-    def put(
-        self,
-        key: str,
-        stems: Mapping[str, FloatArray],
-        *,
-        sample_rate: int,
-        seconds: float,
-        model: str | None = None,
-        cost_amount: float | None = None,
-        cost_unit: str | None = None,
-        info: Mapping[str, Any] | None = None,
-    ) -> CachedSeparation:
-        entry = self._entry(key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = entry.parent / f".{key}.{uuid.uuid4().hex}.tmp"
-        staging.mkdir()
-        try:
-            for name, audio in stems.items():
-                np.save(staging / f"{name}.npy", np.ascontiguousarray(audio, dtype=np.float32))
-            meta = {
-                "format": _FORMAT,
-                "stems": list(stems),
-                "sample_rate": sample_rate,
-                "seconds": seconds,
-                "model": model,
-                "cost_amount": cost_amount,
-                "cost_unit": cost_unit,
-                **dict(info or {}),
-            }
-            (staging / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-            if entry.exists():
-                shutil.rmtree(entry, ignore_errors=True)
-            os.replace(staging, entry)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        stored = self.get(key)
-        self.hits -= 1  # reading back what was just written is not a hit
-        assert stored is not None
-        return stored
-
-    def close(self) -> None:
-        """Remove a temporary cache folder (a named folder is kept)."""
-        if self._finalizer is not None:
-            self._finalizer()
-
-    def __enter__(self) -> SeparationCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        kind = "persistent" if self.persistent else "temporary"
-        return f"SeparationCache({str(self.directory)!r}, {kind})"

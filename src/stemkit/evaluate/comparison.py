@@ -3,8 +3,8 @@
 Every provider is driven through the Separator protocol (``separate``), so anything ``stemkit.load`` can
 load takes part, hosted or local. Separations run concurrently — each provider up to its
 ``capabilities.max_concurrency`` (one at a time for a local provider that states no limit, four for a
-hosted one), all providers side by side — and each lands in a :class:`~stemkit.evaluate.cache.SeparationCache`
-before it is scored, so a second comparison with another metric or one more provider bills nothing twice.
+hosted one), all providers side by side — through the result cache (:mod:`stemkit.evaluate.cache`), so a
+second comparison with another metric or one more provider bills nothing twice.
 
 Scoring a track waits until all its separations are in, then: each provider's stems are aligned to the
 references (one lag per separation, from the sum of its stems against the reference mixture, within
@@ -32,12 +32,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stemkit.audio import FloatArray, open_source
+from stemkit.cache import CachePolicy, ResultCache, apply_cache, resolve_cache
 from stemkit.config import ProviderSpec, parse_tree, render_tree
 from stemkit.errors import ConfigError, InputError, StemkitError
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match
 from stemkit.evaluate.baselines import mixture_estimates, oracle_estimates
 from stemkit.evaluate.bsseval import BSS_METRICS, BssReferences, load_scipy
-from stemkit.evaluate.cache import CachedSeparation, SeparationCache, cache_key
+from stemkit.evaluate.cache import CachedSeparation, SeparationCache
 from stemkit.evaluate.indicators import activity, clipped_samples, consensus, leakage, loudness, peak_dbfs
 from stemkit.evaluate.labels import short_labels
 from stemkit.evaluate.listening import Listening, choose_excerpt, make_clip, parse_excerpt
@@ -187,7 +188,9 @@ def _check_label(label: str) -> str:
     return text
 
 
-def _contestants(providers: ProvidersArg, have_references: bool, baselines: bool) -> list[_Contestant]:
+def _contestants(
+    providers: ProvidersArg, have_references: bool, baselines: bool, policy: CachePolicy
+) -> list[_Contestant]:
     chosen: dict[int, str] = {}
     if isinstance(providers, Mapping):
         labelled = [(_check_label(label), item) for label, item in providers.items()]
@@ -209,9 +212,10 @@ def _contestants(providers: ProvidersArg, have_references: bool, baselines: bool
                 from stemkit.api import load
 
                 rendered = render_tree(tree)
-                out.append(_Contestant(rendered, "provider", rendered, load(item), owned=True))
+                out.append(_Contestant(rendered, "provider", rendered, load(item, cache=policy), owned=True))
             elif isinstance(item, Separator):
-                out.append(_Contestant(item.spec, "provider", item.spec, item))
+                cached = apply_cache(item, policy, owned=False)  # closing the wrapper leaves the caller's open
+                out.append(_Contestant(item.spec, "provider", item.spec, cached, owned=cached is not item))
             else:
                 raise ConfigError(
                     f"providers: {item!r} is neither a spec string nor a Separator; "
@@ -363,15 +367,9 @@ def _emit(progress: ProgressCallback | None, **fields: Any) -> None:
         progress(ProgressEvent(**fields))
 
 
-def _separate(
-    contestant: _Contestant, track: _Track, key: str, cache: SeparationCache, progress: ProgressCallback | None
-) -> _Outcome:
+def _separate(contestant: _Contestant, track: _Track, progress: ProgressCallback | None) -> _Outcome:
     assert contestant.separator is not None
     assert contestant.semaphore is not None
-    hit = cache.get(key)
-    if hit is not None:
-        _emit(progress, provider=contestant.label, stage="done", fraction=1.0, message="cached", input_name=track.name)
-        return _Outcome(hit, cached=True)
 
     def forward(event: ProgressEvent) -> None:
         if progress is not None:
@@ -394,29 +392,9 @@ def _separate(
                 input_name=track.name,
             )
             return _Outcome(None, cached=False, error=exc)
-        try:
-            arrays = {name: stem.audio for name, stem in result.items()}
-            seconds = time.perf_counter() - started
-            cost = result.provenance.cost
-            stored = cache.put(
-                key,
-                arrays,
-                sample_rate=result.sample_rate,
-                seconds=seconds,
-                model=result.provenance.model,
-                cost_amount=cost.amount if cost else None,
-                cost_unit=cost.unit if cost else None,
-                info={
-                    "provider": contestant.spec,
-                    "input": track.path.name,
-                    "input_sha256": track.sha256,
-                    "timings": dict(result.provenance.timings),
-                    "job_id": result.provenance.job_id,
-                },
-            )
-        finally:
-            result.close()
-    return _Outcome(stored, cached=False)
+    # The result stays open (its files back the stems) until the comparison lets go of it.
+    separation = CachedSeparation.from_stemset(result, seconds=time.perf_counter() - started)
+    return _Outcome(separation, cached=separation.cached)
 
 
 def compare(
@@ -427,7 +405,7 @@ def compare(
     metrics: str | Sequence[str] | None = None,
     stems: str | Sequence[str] | None = None,
     baselines: bool = True,
-    cache: SeparationCache | str | Path | None = None,
+    cache: ResultCache | str | Path | bool | None = None,
     progress: ProgressCallback | None = None,
     max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS,
     excerpt: str | tuple[float, float] | None = None,
@@ -444,8 +422,9 @@ def compare(
     ``consistency, agreement, consensus, leakage, peak, clipped, loudness, activity`` (``indicators`` names
     them all); see :func:`parse_metrics` for the default. ``stems``: which stems to score (default: every stem
     the references give or derive that some provider produces; each provider is scored on those it can
-    produce). ``cache``: a SeparationCache, a folder to keep separations in across runs, or None for a
-    temporary one (``report.cache``, reusable). ``excerpt``: keep a listening excerpt of the first track for
+    produce). ``cache``: None keeps paid providers' separations in the shared result cache and local
+    ones in a temporary cache (``report.cache``, reusable); a folder, URL or ResultCache keeps every
+    provider's there across runs; False keeps none. ``excerpt``: keep a listening excerpt of the first track for
     the HTML report, ``"auto"`` (the busiest 20 s), ``"START:END"`` or ``(start, end)`` in seconds.
     ``progress`` receives the providers' ProgressEvents (``provider`` is the label, ``input_name`` the
     track), from worker threads.
@@ -464,8 +443,16 @@ def compare(
         load_scipy()  # fail before separating anything
     if "loudness" in metric_names and not _loudness_available():
         loudness(np.zeros((1, 1)), 8000)  # raises the ConfigError naming the extra
-    store = cache if isinstance(cache, SeparationCache) else SeparationCache(cache)
-    contestants = _contestants(providers, have_references, baselines)
+    store: ResultCache | None
+    if cache is False:
+        store = None
+    elif isinstance(cache, ResultCache):
+        store = cache
+    else:
+        store = ResultCache() if cache is True else SeparationCache(cache)
+    # Stored before scoring and read back from disk: a long comparison keeps its separations on disk.
+    policy = resolve_cache(store or False, write_behind=False)
+    contestants = _contestants(providers, have_references, baselines, policy)
     try:
         _plan_requests(tracks, contestants, explicit=stems is not None)
         for track in tracks:
@@ -494,7 +481,7 @@ def _run(
     tracks: list[_Track],
     contestants: list[_Contestant],
     metric_names: list[str],
-    cache: SeparationCache,
+    cache: ResultCache | None,
     progress: ProgressCallback | None,
     max_lag_seconds: float,
     have_references: bool,
@@ -521,10 +508,10 @@ def _run(
             for index, track in enumerate(tracks):
                 pending[index] = set()
                 for c in real:
-                    key = cache_key(track.sha256, c.spec, track.requests.get(c.label))
+                    key = f"{track.sha256}|{c.spec}|{','.join(track.requests.get(c.label) or ())}"
                     keys[(index, c.label)] = key
                     if key not in futures:
-                        futures[key] = pool.submit(_separate, c, track, key, cache, progress)
+                        futures[key] = pool.submit(_separate, c, track, progress)
                     pending[index].add(key)
             done: set[str] = set()
             by_future = {future: key for key, future in futures.items()}

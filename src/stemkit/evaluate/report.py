@@ -30,7 +30,7 @@ from stemkit.errors import ConfigError, StemkitError
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from stemkit.evaluate.cache import SeparationCache
+    from stemkit.cache import ResultCache
     from stemkit.evaluate.listening import Listening
 
 __all__ = ["INDICATORS", "METRIC_INFO", "METRIC_LABELS", "SCORES", "SONG", "Aggregate", "Report", "RunRecord", "Score"]
@@ -275,7 +275,7 @@ class Report:
     scores: list[Score] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
     references: bool = False
-    cache: SeparationCache | None = field(default=None, repr=False, compare=False)
+    cache: ResultCache | None = field(default=None, repr=False, compare=False)
     specs: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     derived_references: list[str] = field(default_factory=list)

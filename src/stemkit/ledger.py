@@ -1,0 +1,427 @@
+"""The job ledger: every hosted job stemkit submits, recorded before and after submission, so that work a
+provider already holds (and bills for) is never lost and never submitted twice.
+
+SQLite, in the cache folder (``$STEMKIT_CACHE_DIR/ledger.sqlite3``, else the user cache folder), in WAL mode
+with a busy timeout: any number of processes on one machine share it, each change one short transaction.
+
+A hosted job's lifecycle calls it at three points::
+
+    entry = ledger.begin(request)              # before submitting: BEGIN IMMEDIATE, so two processes with
+    if entry.resumable:                        # the same request get the same row
+        poll(entry.job_id)                     # a job submitted before (the process died): resume it
+    else:
+        job = submit(idempotency_key=entry.idempotency_key)   # the same key as any earlier, unconfirmed try
+        ledger.submitted(entry.id, job.id)
+    ...
+    ledger.finished(entry.id, cost)  /  ledger.failed(entry.id, error)  /  ledger.expired(entry.id, reason)
+
+A request is identified like a cache entry (:func:`stemkit.cache.cache_key` of input hash, provider identity
+and the stem combination submitted). Nothing secret is stored: specs are redacted, inputs are named by file
+name (a URL without its query), error messages lose URL query strings.
+
+All methods block briefly on disk; async code calls them through ``anyio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from stemkit.errors import ConfigError, StemkitError
+from stemkit.provenance import Cost
+
+__all__ = ["JobLedger", "JobRequest", "JobStatus", "LedgerEntry", "default_ledger_path"]
+
+LEDGER_FILE = "ledger.sqlite3"
+_SCHEMA_VERSION = 1
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+class JobStatus(StrEnum):
+    """Where a hosted job stands. ``preparing``: recorded, submission not confirmed (it may or may not have
+    reached the provider: a retry reuses the idempotency key); ``submitted``: the provider holds it (job id
+    known); then ``finished``, ``failed`` or ``expired`` (the provider no longer has its results)."""
+
+    PREPARING = "preparing"
+    SUBMITTED = "submitted"
+    FINISHED = "finished"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+OPEN = (JobStatus.PREPARING, JobStatus.SUBMITTED)
+CLOSED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.EXPIRED)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What is about to be submitted: enough to recognise the identical request later."""
+
+    provider: str
+    spec: str
+    input_sha256: str
+    stems: tuple[str, ...] | None = None
+    identity: Mapping[str, Any] | None = None
+    input_name: str | None = None
+    input_duration: float | None = None
+
+    @property
+    def key(self) -> str:
+        from stemkit.cache.key import cache_key
+
+        return cache_key(self.input_sha256, dict(self.identity or {"spec": self.spec}), self.stems)
+
+    @classmethod
+    def for_separator(
+        cls,
+        separator: Any,
+        *,
+        input_sha256: str,
+        stems: Iterable[str] | None,
+        options: Mapping[str, Any] | None = None,
+        input_name: str | None = None,
+        input_duration: float | None = None,
+    ) -> JobRequest:
+        """The request a separator is about to submit (``stems``: the combination sent to the provider)."""
+        from stemkit.cache.key import separator_identity
+
+        return cls(
+            provider=str(separator.name),
+            spec=str(separator.spec),
+            input_sha256=input_sha256,
+            stems=tuple(stems) if stems is not None else None,
+            identity=separator_identity(separator, options),
+            input_name=input_name,
+            input_duration=input_duration,
+        )
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row: a request and what became of its job."""
+
+    id: int
+    request_key: str
+    provider: str
+    spec: str
+    input_sha256: str
+    input_name: str | None
+    input_duration: float | None
+    stems: tuple[str, ...] | None
+    idempotency_key: str
+    job_id: str | None
+    status: JobStatus
+    created: float
+    updated: float
+    submitted: float | None = None
+    finished: float | None = None
+    cost: Cost | None = None
+    error: str | None = None
+    error_class: str | None = None
+    attempts: int = 1
+    #: True when :meth:`JobLedger.begin` found this row from an earlier try rather than creating it
+    reused: bool = False
+
+    @property
+    def resumable(self) -> bool:
+        """The provider holds this job: poll it and download its stems instead of submitting again."""
+        return self.status is JobStatus.SUBMITTED and self.job_id is not None
+
+    @property
+    def pending(self) -> bool:
+        return self.status in OPEN
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.created
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "provider": self.provider,
+            "spec": self.spec,
+            "input": self.input_name,
+            "input_sha256": self.input_sha256,
+            "input_duration": self.input_duration,
+            "stems": list(self.stems) if self.stems is not None else None,
+            "job_id": self.job_id,
+            "idempotency_key": self.idempotency_key,
+            "created": self.created,
+            "submitted": self.submitted,
+            "finished": self.finished,
+            "updated": self.updated,
+            "cost": self.cost.to_dict() if self.cost else None,
+            "error": self.error,
+            "error_class": self.error_class,
+            "attempts": self.attempts,
+        }
+
+
+def default_ledger_path() -> Path:
+    """``ledger.sqlite3`` in the cache folder; beside the user cache folder when the cache is remote."""
+    from stemkit.cache.policy import default_location
+
+    location = default_location()
+    if "://" in location and not location.startswith("file://"):
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("stemkit", appauthor=False)) / LEDGER_FILE
+    return Path(location.removeprefix("file://")).expanduser() / LEDGER_FILE
+
+
+_COLUMNS = (
+    "id, request_key, provider, spec, input_sha256, input_name, input_duration, stems, idempotency_key, job_id, "
+    "status, created, updated, submitted, finished, cost_amount, cost_unit, error, error_class, attempts"
+)
+
+
+class JobLedger:
+    """The ledger in one SQLite file (``JobLedger()``: the default location). Safe across threads and
+    processes: every call opens its own connection and commits one transaction."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_ledger_path()
+        self.busy_timeout = busy_timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                self._migrate(db)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"job ledger: {self.path} is not a usable SQLite file ({exc}); move it aside") from exc
+        except OSError as exc:
+            raise ConfigError(f"job ledger: cannot create {self.path} ({exc.strerror}); set STEMKIT_CACHE_DIR") from exc
+
+    def __repr__(self) -> str:
+        return f"JobLedger({str(self.path)!r})"
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            db.execute("PRAGMA synchronous=NORMAL")
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE): check-then-insert cannot interleave."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == _SCHEMA_VERSION:
+            return
+        if version > _SCHEMA_VERSION:
+            raise ConfigError("job ledger: written by a newer stemkit; upgrade stemkit to read it")
+        db.executescript(
+            """
+            BEGIN IMMEDIATE;
+            CREATE TABLE IF NOT EXISTS jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                request_key TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                input_sha256 TEXT NOT NULL,
+                input_name TEXT,
+                input_duration REAL,
+                stems TEXT,
+                idempotency_key TEXT NOT NULL,
+                job_id TEXT,
+                status TEXT NOT NULL,
+                created REAL NOT NULL,
+                updated REAL NOT NULL,
+                submitted REAL,
+                finished REAL,
+                cost_amount REAL,
+                cost_unit TEXT,
+                error TEXT,
+                error_class TEXT,
+                attempts INTEGER NOT NULL DEFAULT 1
+            );
+            CREATE INDEX IF NOT EXISTS jobs_request ON jobs (request_key, status);
+            CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (provider, job_id);
+            CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created);
+            PRAGMA user_version = 1;
+            COMMIT;
+            """
+        )
+
+    # -- the three points of a hosted job's life ----------------------------------------------------------------
+    def begin(self, request: JobRequest, *, resume_within: float | None = None) -> LedgerEntry:
+        """Before submitting: the open entry of an identical earlier request (``reused``; resume it when
+        ``resumable``, else submit again with its idempotency key), or a new entry with a fresh key.
+
+        An open entry older than ``resume_within`` seconds (the provider's result retention, when it has one)
+        is marked expired and a new one is made.
+        """
+        from stemkit.cache.entry import input_label
+
+        now = time.time()
+        key = request.key
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE request_key = ? AND status IN (?, ?) ORDER BY id DESC LIMIT 1",
+                (key, *[s.value for s in OPEN]),
+            ).fetchone()
+            if row is not None:
+                found = _entry(row)
+                if resume_within is None or now - (found.submitted or found.created) <= resume_within:
+                    db.execute("UPDATE jobs SET attempts = attempts + 1, updated = ? WHERE id = ?", (now, found.id))
+                    return _replace(found, attempts=found.attempts + 1, updated=now, reused=True)
+                db.execute(
+                    "UPDATE jobs SET status = ?, error = ?, updated = ?, finished = ? WHERE id = ?",
+                    (JobStatus.EXPIRED.value, f"not resumed: older than {resume_within:g} s", now, now, found.id),
+                )
+            cursor = db.execute(
+                "INSERT INTO jobs (request_key, provider, spec, input_sha256, input_name, input_duration, stems, "
+                "idempotency_key, status, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key, request.provider, request.spec, request.input_sha256, input_label(request.input_name),
+                    request.input_duration, ",".join(request.stems) if request.stems is not None else None,
+                    uuid.uuid4().hex, JobStatus.PREPARING.value, now, now,
+                ),
+            )  # fmt: skip
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _entry(row)
+
+    def submitted(self, entry_id: int, job_id: str) -> LedgerEntry:
+        """After the provider accepted the job: its id (what a later run resumes)."""
+        now = time.time()
+        return self._update(entry_id, status=JobStatus.SUBMITTED, job_id=str(job_id), submitted=now, updated=now)
+
+    def finished(self, entry_id: int, cost: Cost | None = None) -> LedgerEntry:
+        """The stems are downloaded: what the job cost, when the provider says."""
+        now = time.time()
+        return self._update(entry_id, status=JobStatus.FINISHED, cost_amount=cost.amount if cost else None,
+                            cost_unit=cost.unit if cost else None, finished=now, updated=now)  # fmt: skip
+
+    def failed(self, entry_id: int, error: BaseException | str) -> LedgerEntry:
+        """The job failed at the provider (or could not be submitted): never resumed."""
+        return self._close(entry_id, JobStatus.FAILED, error)
+
+    def expired(self, entry_id: int, reason: BaseException | str = "the provider no longer has the job") -> LedgerEntry:
+        """The provider dropped the job or its results: never resumed; the next identical request submits anew."""
+        return self._close(entry_id, JobStatus.EXPIRED, reason)
+
+    def _close(self, entry_id: int, status: JobStatus, error: BaseException | str) -> LedgerEntry:
+        now = time.time()
+        error_class = type(error).__name__ if isinstance(error, BaseException) else None
+        return self._update(entry_id, status=status, error=_scrub_message(str(error)), error_class=error_class,
+                            finished=now, updated=now)  # fmt: skip
+
+    def _update(self, entry_id: int, **fields: Any) -> LedgerEntry:
+        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in fields.items()}
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._write() as db:
+            db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), entry_id))
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (entry_id,)).fetchone()
+        if row is None:
+            raise StemkitError(f"job ledger: no entry {entry_id} in {self.path}")
+        return _entry(row)
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def get(self, entry_id: int) -> LedgerEntry | None:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (entry_id,)).fetchone()
+        return _entry(row) if row is not None else None
+
+    def find(self, job_id: str, *, provider: str | None = None) -> LedgerEntry | None:
+        """The entry of a provider's job id (e.g. from a ``SeparationTimeout``), newest first."""
+        query = f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?"
+        args: list[Any] = [job_id]
+        if provider is not None:
+            query += " AND provider = ?"
+            args.append(provider)
+        with self._connect() as db:
+            row = db.execute(query + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return _entry(row) if row is not None else None
+
+    def entries(
+        self,
+        *,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        provider: str | None = None,
+        limit: int | None = None,
+    ) -> list[LedgerEntry]:
+        """Entries, newest first, optionally of some statuses and one provider."""
+        query = f"SELECT {_COLUMNS} FROM jobs"
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            names = [JobStatus(s).value for s in wanted]
+            clauses.append(f"status IN ({', '.join('?' for _ in names)})")
+            args.extend(names)
+        if provider is not None:
+            clauses.append("provider = ?")
+            args.append(provider)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY id DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(int(limit))
+        with self._connect() as db:
+            return [_entry(row) for row in db.execute(query, args).fetchall()]
+
+    def pending(self, *, provider: str | None = None) -> list[LedgerEntry]:
+        """Jobs not finished, failed or expired: what ``stemkit jobs resume`` would pick up."""
+        return self.entries(status=OPEN, provider=provider)
+
+
+def _replace(entry: LedgerEntry, **changes: Any) -> LedgerEntry:
+    from dataclasses import replace
+
+    return replace(entry, **changes)
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    (id_, key, provider, spec, sha, name, duration, stems, idem, job_id, status, created, updated, submitted,
+     finished, cost_amount, cost_unit, error, error_class, attempts) = row  # fmt: skip
+    return LedgerEntry(
+        id=int(id_),
+        request_key=key,
+        provider=provider,
+        spec=spec,
+        input_sha256=sha,
+        input_name=name,
+        input_duration=duration,
+        stems=tuple(stems.split(",")) if stems else None,
+        idempotency_key=idem,
+        job_id=job_id,
+        status=JobStatus(status),
+        created=created,
+        updated=updated,
+        submitted=submitted,
+        finished=finished,
+        cost=Cost(cost_amount, cost_unit) if cost_amount is not None and cost_unit is not None else None,
+        error=error,
+        error_class=error_class,
+        attempts=int(attempts),
+    )
+
+
+def _scrub_message(text: str) -> str:
+    from stemkit.cache.entry import scrub_text
+
+    return _URL.sub(lambda m: scrub_text(m.group(0)), text)[:2000]
