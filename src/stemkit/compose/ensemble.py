@@ -24,22 +24,19 @@ and bad requests fail at once either way, as in a chain.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from stemkit._boundary import error_boundary
-from stemkit._portal import sync_method
-from stemkit.audio import AudioSource, FloatArray, open_source
+from stemkit.audio import AudioSource, FloatArray
 from stemkit.compose._assemble import build_stemset
+from stemkit.compose._composite import Composite
 from stemkit.compose._runs import Run, prepare_source, run_one, sum_costs
 from stemkit.compose.combine import (
     METHODS,
@@ -57,11 +54,10 @@ from stemkit.errors import (
     ConfigError,
     InputError,
     ProviderError,
-    StemkitError,
 )
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
-from stemkit.stems import Plan, normalize_request, plan_stems
+from stemkit.stems import Plan, plan_stems
 from stemkit.stemset import StemSet
 
 __all__ = ["Ensemble", "EnsembleOptions", "ensemble", "render_ensemble"]
@@ -88,12 +84,11 @@ class EnsembleOptions(BaseModel):
 _DEFAULTS = EnsembleOptions()
 
 
-class Ensemble:
+class Ensemble(Composite):
     """A Separator that runs its members on the same input and combines their stems (see the module)."""
 
     name = "ensemble"
-    #: a chain or another composite may hand it the input it already opened
-    accepts_audio_source = True
+    options_example = "stemsplit?quality=best + dsp"
 
     def __init__(
         self,
@@ -177,42 +172,6 @@ class Ensemble:
         return self.capabilities.plan(stems, provider="ensemble")
 
     # -- separation -------------------------------------------------------------------------------------
-    async def aseparate(
-        self,
-        audio: Any,
-        /,
-        *,
-        stems: Iterable[str] | str | None = None,
-        progress: ProgressCallback | None = None,
-        sample_rate: int | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> StemSet:
-        """Separate ``audio`` with every member and combine their stems; ``timeout`` bounds the whole call."""
-        with error_boundary("ensemble"):
-            if self._closed:
-                raise StemkitError("ensemble: this separator is closed; load a new one")
-            if options:
-                raise ConfigError(
-                    f"ensemble: provider option(s) {', '.join(sorted(options))} cannot be passed to a whole ensemble; "
-                    "put them in each member's spec (e.g. 'stemsplit?quality=best + dsp')"
-                )
-            started = time.perf_counter()
-            deadline = None if timeout is None else time.monotonic() + timeout
-            plan = self.plan(normalize_request(stems))
-            source = await anyio.to_thread.run_sync(functools.partial(open_source, audio, sample_rate=sample_rate))
-            owned = source is not audio
-            try:
-                return await self._separate(source, plan, progress, deadline, started, owned)
-            except BaseException:
-                if owned:
-                    source.close()
-                raise
-
-    separate = sync_method(
-        aseparate,
-        """Blocking :meth:`aseparate` (its one implementation, run to completion from synchronous code).""",
-    )
 
     async def _separate(
         self, source: AudioSource, plan: Plan, progress: ProgressCallback | None, deadline: float | None,
@@ -412,22 +371,6 @@ class Ensemble:
             "max_lag_seconds": self.max_lag_seconds,
             "local_concurrency": self.local_concurrency,
         }
-
-    # -- lifetime ---------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the members this ensemble loaded (separators passed in stay the caller's). Idempotent."""
-        self._closed = True
-        for member in self._owned:
-            member.close()
-        self._owned = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def ensemble(

@@ -31,22 +31,20 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
 import soundfile as sf
 
-from stemkit._boundary import error_boundary
-from stemkit._portal import sync_method
-from stemkit.audio import AudioSource, FloatArray, open_source
+from stemkit.audio import AudioSource, FloatArray
 from stemkit.compose._assemble import build_stemset
+from stemkit.compose._composite import Composite
 from stemkit.compose._parts import covers, covers_mixture, is_part
 from stemkit.compose._runs import Run, is_local, prepare_source, run_one, sum_costs
 from stemkit.config import PipelineSpec, SpecNode, StageSpec, parse_tree, render_tree
-from stemkit.errors import ConfigError, ProviderError, StemkitError
+from stemkit.errors import ConfigError, ProviderError
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.stems import Plan, normalize_request
 from stemkit.stemset import StemSet
@@ -76,12 +74,11 @@ class _Layout:
     into: tuple[str, ...] | None  # as the caller gave it, for the spec
 
 
-class Pipeline:
+class Pipeline(Composite):
     """A Separator that runs its stages in turn (see the module docstring)."""
 
     name = "pipeline"
-    #: a chain or another composite may hand it the input it already opened
-    accepts_audio_source = True
+    options_example = "stemsplit?quality=best >[instrumental] dsp"
 
     def __init__(self, stages: Sequence[Stage], *, owned: Sequence[Separator] = ()) -> None:
         if len(stages) < 2:
@@ -164,42 +161,6 @@ class Pipeline:
         return self.capabilities.plan(stems, provider="pipeline")
 
     # -- separation -------------------------------------------------------------------------------------
-    async def aseparate(
-        self,
-        audio: Any,
-        /,
-        *,
-        stems: Iterable[str] | str | None = None,
-        progress: ProgressCallback | None = None,
-        sample_rate: int | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> StemSet:
-        """Run the stages the requested stems need, in order; ``timeout`` bounds the whole call."""
-        with error_boundary("pipeline"):
-            if self._closed:
-                raise StemkitError("pipeline: this separator is closed; load a new one")
-            if options:
-                raise ConfigError(
-                    f"pipeline: provider option(s) {', '.join(sorted(options))} cannot be passed to a whole pipeline; "
-                    "put them in each stage's spec (e.g. 'stemsplit?quality=best >[instrumental] dsp')"
-                )
-            started = time.perf_counter()
-            deadline = None if timeout is None else time.monotonic() + timeout
-            plan = self.plan(normalize_request(stems))
-            source = await anyio.to_thread.run_sync(functools.partial(open_source, audio, sample_rate=sample_rate))
-            owned = source is not audio
-            try:
-                return await self._separate(source, plan, progress, deadline, started, owned)
-            except BaseException:
-                if owned:
-                    source.close()
-                raise
-
-    separate = sync_method(
-        aseparate,
-        """Blocking :meth:`aseparate` (its one implementation, run to completion from synchronous code).""",
-    )
 
     def _needed_stages(self, plan: Plan) -> list[bool]:
         """Which stages to run: the first ones whose stems answer the request, and of those only the ones that
@@ -296,22 +257,6 @@ class Pipeline:
             await run_one(run, path, progress=progress, deadline=deadline, limiter=None)
         finally:
             await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, folder, ignore_errors=True))
-
-    # -- lifetime ---------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the stages' separators this pipeline loaded (separators passed in stay the caller's)."""
-        self._closed = True
-        for separator in self._owned:
-            separator.close()
-        self._owned = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def pipeline(
