@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     from stemkit.batch import BatchItem, aseparate_many, separate_many
     from stemkit.compose.ensemble import ensemble
     from stemkit.compose.pipeline import Stage, pipeline
-    from stemkit.estimate import Estimate, Estimates, aestimate, estimate
+    from stemkit.cost import Estimate, Estimates, aestimate, estimate
     from stemkit.evaluate.comparison import compare
     from stemkit.protocol import Capabilities, ProgressEvent, Separator
     from stemkit.registry import ProviderInfo, providers
-    from stemkit.resume import aresume, resume
+    from stemkit.resuming import aresume, resume
     from stemkit.stemset import Stem, StemSet
 
 __version__ = "0.1.0"
@@ -65,12 +65,12 @@ _LAZY = {
     "ensemble": "stemkit.compose.ensemble",
     "pipeline": "stemkit.compose.pipeline",
     "Stage": "stemkit.compose.pipeline",
-    "estimate": "stemkit.estimate",
-    "aestimate": "stemkit.estimate",
-    "Estimate": "stemkit.estimate",
-    "Estimates": "stemkit.estimate",
-    "resume": "stemkit.resume",
-    "aresume": "stemkit.resume",
+    "estimate": "stemkit.cost",
+    "aestimate": "stemkit.cost",
+    "Estimate": "stemkit.cost",
+    "Estimates": "stemkit.cost",
+    "resume": "stemkit.resuming",
+    "aresume": "stemkit.resuming",
 }
 
 __all__ = [

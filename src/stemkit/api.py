@@ -102,7 +102,7 @@ async def aseparate(
         try:
             with using_ledger(ledger), spending_limit(budget):
                 if budget is not None:
-                    from stemkit.estimate import check_budget
+                    from stemkit.cost import check_budget
 
                     await anyio.to_thread.run_sync(
                         lambda: check_budget(separator, [audio], stems, options, budget, ledger=ledger)

@@ -152,7 +152,7 @@ async def aseparate_many(
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
         if budget is not None:
-            from stemkit.estimate import check_budget
+            from stemkit.cost import check_budget
 
             with error_boundary():
                 await anyio.to_thread.run_sync(

@@ -2,7 +2,7 @@
 
 A budget is checked twice, both times before anything is billed:
 
-* **before the call or the batch starts**, against the estimates of every input (:mod:`stemkit.estimate`):
+* **before the call or the batch starts**, against the estimates of every input (:mod:`stemkit.cost`):
   work that would exceed it is refused as a whole, with a :class:`~stemkit.errors.BudgetExceededError`;
 * **before each hosted job is submitted**, in the hosted lifecycle (every hosted provider passes through it):
   the job's estimate is reserved against what the call has committed so far, and a job that would go over is
@@ -31,7 +31,7 @@ from stemkit.provenance import Cost
 
 if TYPE_CHECKING:
     from stemkit.audio import AudioSource
-    from stemkit.estimate import CostEstimate, Estimate
+    from stemkit.cost import CostEstimate, Estimate
 
 __all__ = ["Budget", "current_budget", "job_spend", "spending_limit"]
 
@@ -238,7 +238,7 @@ def current_budget() -> Budget | None:
 def job_spend(separator: Any, source: AudioSource) -> CostEstimate:
     """The estimate of one job sending ``source`` as it is (the lifecycle's view: fitting already happened)."""
     from stemkit.compose.fit import SentAudio
-    from stemkit.estimate import CostEstimate, cost_from_capabilities
+    from stemkit.cost import CostEstimate, cost_from_capabilities
 
     caps = separator.capabilities
     if source.is_remote:

@@ -20,7 +20,7 @@ and the stem combination submitted), except that the plugin's version is left ou
 does not change when the client is upgraded, and an upgrade between a crash and the re-run must not submit
 (and bill) the job again. Beside it each entry keeps a :class:`ResumeInfo` — the provider's target and
 validated options, the stems asked for, the input's shape and local path — so that ``stemkit jobs resume``
-can finish the job without the caller (:mod:`stemkit.resume`), and the provider's own notes (an upload
+can finish the job without the caller (:mod:`stemkit.resuming`), and the provider's own notes (an upload
 already made) so that a retried submission sends the same request. Nothing secret is stored: specs are
 redacted, option values under secret-looking names are dropped, URLs lose their query strings.
 

@@ -49,7 +49,7 @@ from stemkit.stemset import Stem, StemSet, exact_blocks
 
 if TYPE_CHECKING:
     from stemkit.compose.fit import SentAudio
-    from stemkit.estimate import CostEstimate
+    from stemkit.cost import CostEstimate
 
 __all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase", "limit_violation"]
 
@@ -270,12 +270,12 @@ class SeparatorBase(abc.ABC):
     def estimate_cost(self, sent: SentAudio) -> CostEstimate:
         """What sending ``sent`` (jobs and seconds of audio, after fitting) to this provider would cost.
 
-        The default reads the capabilities (:func:`stemkit.estimate.cost_from_capabilities`): a per-second
+        The default reads the capabilities (:func:`stemkit.cost.cost_from_capabilities`): a per-second
         ``cost_unit`` bills each job's seconds rounded up, a local provider costs compute time from its stated
         ``realtime_factor``. Override it for a provider's own billing (a subscription counts jobs, say); it
         must not make any request. ``stemkit.estimate`` and ``max_cost=`` read it.
         """
-        from stemkit.estimate import cost_from_capabilities
+        from stemkit.cost import cost_from_capabilities
 
         return cost_from_capabilities(self.capabilities, sent)
 

@@ -185,7 +185,7 @@ class CachedSeparator:
                       timeout: float | None = None, ledger: Any = None) -> StemSet:  # fmt: skip
         """Finish the inner hosted provider's job ``job_id`` (see :func:`stemkit.resume`), its result stored in
         this cache under the original request's key."""
-        from stemkit.resume import aresume
+        from stemkit.resuming import aresume
 
         return await aresume(job_id, provider=self, audio=audio, progress=progress, timeout=timeout, ledger=ledger)
 

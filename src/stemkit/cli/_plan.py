@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
 from stemkit.cli._console import console, err_console
 
 if TYPE_CHECKING:
     from stemkit.batch import BatchItem
-    from stemkit.estimate import Estimate, Estimates
+    from stemkit.cost import Estimate, Estimates
 
 __all__ = ["print_plan", "print_summary", "run_summary"]
 
@@ -19,16 +17,17 @@ _ACTIONS = {"cached": "cached", "resume": "resume", "submit": "submit", "run": "
 
 
 def print_plan(estimates: Estimates) -> None:
-    """Per input: which provider would run, which stems come direct and which derived, cache hit or not,
-    resumable job or not, how the input is fitted, and the estimated cost; then the totals (stdout)."""
-    table = Table("input", "provider", "action", "stems", "fit", "estimated cost")
+    """Per input, one line: what would happen (cached, resume job X, submit, run), with which provider, which
+    stems come direct and which derived, how the input is fitted, and the estimated cost; then the totals."""
     for item in estimates:
-        table.add_row(item.input, item.provider or "-", _action(item), _stems(item), item.fit or "as is",
-                      item.describe_cost())  # fmt: skip
-    console.print(table)
-    for item in estimates:
+        if item.action == "cannot":
+            console.print(f"{item.input}: cannot be separated: {item.error}")
+            continue
+        fit = f"fitted: {item.fit}" if item.fit else "sent as is"
+        console.print(f"{item.input}: {_action(item)} with {item.provider}; stems {_stems(item)}; {fit}; "
+                      f"estimated cost {item.describe_cost()}")  # fmt: skip
         for line in _details(item):
-            console.print(f"{item.input}: {line}")
+            console.print(f"    {line}")
     tally = estimates.tally()
     counts = ", ".join(f"{n} {_ACTIONS.get(a, a)}" for a, n in tally.items())
     totals = estimates.totals()
@@ -62,9 +61,7 @@ def _stems(item: Estimate) -> str:
 
 def _details(item: Estimate) -> list[str]:
     lines = [f"skipped {provider}: {reason}" for provider, reason in item.skipped]
-    if item.error:
-        lines.append(f"cannot be separated: {item.error}")
-    elif item.note:
+    if item.note:
         lines.append(item.note)
     return lines
 

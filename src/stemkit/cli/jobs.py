@@ -142,7 +142,7 @@ def resume_command(
 
 
 def _chosen(journal: JobLedger, job: str | None) -> list[LedgerEntry]:
-    from stemkit.resume import find_entry
+    from stemkit.resuming import find_entry
 
     if job is not None:
         return [find_entry(journal, job)]
@@ -170,7 +170,7 @@ async def _finish_all(
     import anyio
     import anyio.to_thread
 
-    from stemkit.resume import aresume
+    from stemkit.resuming import aresume
 
     results: list[str | BaseException] = [""] * len(entries)
     first_of: dict[tuple[Any, ...], int] = {}

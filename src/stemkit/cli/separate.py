@@ -79,7 +79,7 @@ def separate_command(
     if dry_run:
         from stemkit.budget import Budget
         from stemkit.cli._plan import print_plan
-        from stemkit.estimate import estimate
+        from stemkit.cost import estimate
 
         plan = estimate(inputs, provider, stems=stems, cache=cache, ledger=ledger)
         print_plan(plan)

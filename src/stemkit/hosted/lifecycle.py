@@ -72,11 +72,17 @@ _AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".
 
 @dataclass(frozen=True)
 class Submission:
-    """A job the provider has accepted: its id, the answer that created it, and where the time went."""
+    """A job the provider has accepted: its id, the answer that created it, and where the time went.
+
+    ``replayed``: the provider said the job already existed — an earlier try of the same request (a run that
+    died before it recorded the answer) created it, and this answer repeats that one (e.g. StemSplit's
+    ``Idempotent-Replayed: true``); the result is then marked resumed, not new.
+    """
 
     job_id: str
     first: JobSnapshot
     timings: dict[str, float] = field(default_factory=dict)
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,12 +174,17 @@ class HostedSeparator(SeparatorBase, Generic[C]):
     async def _aseparate(self, job: SeparationJob) -> RawResult:
         async with contextlib.aclosing(self._client(job.options)) as client:
             tracked = await TrackedJob.begin(self, job)
-            submission = await self._reattach(client, job, tracked) if tracked and tracked.entry.resumable else None
-            resumed = submission is not None
+            found = tracked is not None and tracked.entry.resumable
+            submission = await self._reattach(client, job, tracked) if tracked is not None and found else None
             if submission is None:
-                if tracked is not None and tracked.entry.resumable:  # it was gone: a new entry, a new job
+                if found:  # the provider no longer had it (recorded as expired): a new entry, a new job
                     tracked = await TrackedJob.begin(self, job)
+                earlier = tracked is not None and (tracked.entry.reused or tracked.explicit)
                 submission = await self._submit_tracked(client, job, tracked)
+                # the provider answered with the job an earlier, interrupted run created (not this run's retry)
+                resumed = submission.replayed and earlier
+            else:
+                resumed = True
             job.job_id = submission.job_id
             timings = dict(submission.timings)
 
@@ -281,7 +292,7 @@ class HostedSeparator(SeparatorBase, Generic[C]):
         ``audio`` is the original input; it is needed only when the job was never confirmed submitted, or a
         requested stem is derived from the mixture (see :func:`stemkit.resume`).
         """
-        from stemkit.resume import aresume
+        from stemkit.resuming import aresume
 
         return await aresume(job_id, provider=self, audio=audio, progress=progress, timeout=timeout, cache=cache,
                              ledger=ledger)  # fmt: skip

@@ -5,7 +5,7 @@ Every ledger call runs in a worker thread, never on the event loop. The ledger m
 fails nor lose a job the provider holds, so a ledger that fails part-way (a full disk, a damaged file) gives a
 :class:`~stemkit.ledger.LedgerWarning` and is dropped for the rest of the job, which goes on.
 
-:func:`resuming` is how :mod:`stemkit.resume` hands the lifecycle the very entry to finish, rather than the one
+:func:`resuming` is how :mod:`stemkit.resuming` hands the lifecycle the very entry to finish, rather than the one
 an identical request would find (which may differ: a job submitted by an older stemkit, options since changed).
 """
 

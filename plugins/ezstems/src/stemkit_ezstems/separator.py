@@ -24,8 +24,8 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from stemkit.compose.fit import SentAudio
+from stemkit.cost import CostEstimate
 from stemkit.errors import ConfigError
-from stemkit.estimate import CostEstimate
 from stemkit.hosted import (
     HostedSeparator,
     JobSnapshot,

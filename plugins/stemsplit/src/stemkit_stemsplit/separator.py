@@ -159,7 +159,8 @@ class StemSplitSeparator(HostedSeparator[AsyncStemSplitClient]):
             created = await client.create_job(source_url=str(src.url), **common)
         else:
             created = await self._create_from_upload(client, job, upload, common, timings)
-        return Submission(created.id, snapshot(created, created=True), timings)
+        replayed = client.transport.last_replayed  # the job an earlier, interrupted try created
+        return Submission(created.id, snapshot(created, created=True), timings, replayed=replayed)
 
     async def _create_from_upload(
         self, client: AsyncStemSplitClient, job: SeparationJob, upload: Path, common: dict[str, Any],
