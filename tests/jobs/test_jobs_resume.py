@@ -137,3 +137,36 @@ def _faults(*specs: str) -> object:
 
 
 _ = (POLL, RETRY)
+
+
+def test_a_fitted_input_resumes_its_pieces_and_a_piece_is_finished_by_its_whole_request(
+    stemsplit: StemSplit, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from stemkit_stemsplit import StemSplitSeparator
+
+    from .conftest import write_song
+
+    class ShortStemSplit(StemSplitSeparator):
+        """StemSplit as if it took at most 8 s: a 14 s song is sent as two overlapping pieces."""
+
+        @property
+        def capabilities(self) -> stemkit.Capabilities:
+            return dataclasses.replace(super().capabilities, max_duration_seconds=8.0)
+
+    long = write_song(tmp_path / "long.wav", 14.0, seed=9)
+    with ShortStemSplit(options={"base_url": stemsplit.base_url, "format": "wav"}, api_key=stemsplit.api_key,
+                        retry=RETRY, poll=POLL) as sep:  # fmt: skip
+        job_id = abandon_after_submission(sep, long, stems="vocals")
+        entry = JobLedger().find(job_id)
+        assert entry is not None
+        assert entry.resume is not None
+        assert (entry.resume.pieces, entry.resume.parent_name, entry.resume.fit) == (2, str(long), "auto")
+        assert entry.resume.parent_path == str(long.resolve())
+        stems = stemkit.resume(job_id, provider=sep)  # the whole request again: its pieces resumed or sent
+        assert stems.provenance.resumed
+        assert stems.provenance.extra["fit"]["chunks"] == 2
+        assert stems["vocals"].audio.shape == (2, 14 * 44_100)
+        assert stemsplit.jobs() == 2  # one per piece, the abandoned one not sent again
+        assert JobLedger().pending() == []

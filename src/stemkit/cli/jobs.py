@@ -101,11 +101,13 @@ def resume_command(
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not store the results in the result cache."),
 ) -> int:
-    """Finish pending hosted jobs: poll each, download its stems, store them in the result cache; exit 1 if any failed.
+    """Finish pending hosted jobs: poll each, download its stems and keep them in the result cache.
+
+    The same `stemkit separate` run is then answered from the cache. Exit 1 if any job failed.
 
     \f
     A job is finished from its ledger record (provider, options, the input's shape): the input file is read
-    only when the job needs it. The same `stemkit separate` run later is then answered from the cache.
+    only when the job needs it.
     """
     from stemkit._portal import run_sync
     from stemkit.cache.policy import cli_cache

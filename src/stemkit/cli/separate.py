@@ -62,9 +62,10 @@ def separate_command(
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed.
 
-    Results of providers that cost money are cached (see `stemkit cache info`) and hosted jobs recorded in the
-    job ledger (`stemkit jobs list`): a re-run pays nothing twice, and a killed run started again redoes only
-    what is unfinished. --dry-run prints what would run and cost; --max-cost refuses a run over budget.
+    Results of providers that cost money are cached (see `stemkit cache info`) and hosted jobs are
+    recorded in the job ledger (`stemkit jobs list`): a re-run pays nothing twice, and a killed run
+    started again redoes only what is unfinished. --dry-run prints the plan and its estimated cost;
+    --max-cost refuses a run over budget.
 
     \f
     Where and how the stems will be written is checked first: a template typo or an unwritable folder is
