@@ -176,3 +176,98 @@ def test_processes_beginning_the_same_request_at_once_share_one_entry(tmp_path: 
     assert len({a["id"] for a in answers}) == 1
     assert len({a["key"] for a in answers}) == 1
     assert len(JobLedger(path).entries()) == 1
+
+
+# -- what stage 2 added: the resume record, notes, read-only lookup, discard, which ledger -------------------------
+def test_the_request_key_ignores_the_plugin_version() -> None:
+    # An upgrade between a crash and the re-run must find the job, not submit (and bill) it again.
+    def made_by(version: str) -> JobRequest:
+        return JobRequest("stemsplit", "stemsplit", "a" * 64, ("vocals",),
+                          identity={"provider": "stemsplit", "version": version})  # fmt: skip
+
+    assert made_by("0.1").key == made_by("0.2").key
+
+
+def test_lookup_finds_the_open_entry_without_changing_it(ledger: JobLedger) -> None:
+    assert ledger.lookup(request()) is None
+    entry = ledger.begin(request())
+    ledger.submitted(entry.id, "job_1")
+    found = ledger.lookup(request())
+    assert found is not None
+    assert (found.id, found.job_id, found.attempts) == (entry.id, "job_1", 1)
+    assert ledger.get(entry.id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_notes_are_kept_for_the_next_try_of_the_same_request(ledger: JobLedger) -> None:
+    entry = ledger.begin(request())
+    ledger.note(entry.id, upload_key="uploads/u1/song.wav")
+    ledger.note(entry.id, file_name="song.wav")
+    again = ledger.begin(request())
+    assert again.notes == {"upload_key": "uploads/u1/song.wav", "file_name": "song.wav"}
+
+
+def test_only_an_entry_never_sent_and_not_reused_can_be_discarded(ledger: JobLedger) -> None:
+    fresh = ledger.begin(request(sha="1" * 64))
+    assert ledger.discard(fresh.id)
+    assert ledger.get(fresh.id) is None
+    tried = ledger.begin(request(sha="2" * 64))
+    ledger.begin(request(sha="2" * 64))  # a second try: the first may have reached the provider
+    assert not ledger.discard(tried.id)
+    sent = ledger.begin(request(sha="3" * 64))
+    ledger.submitted(sent.id, "job_3")
+    assert not ledger.discard(sent.id)
+
+
+def test_the_resume_record_round_trips(ledger: JobLedger) -> None:
+    from stemkit.ledger import ResumeInfo
+
+    info = ResumeInfo(options={"quality": "fast"}, requested=("vocals",), sample_rate=44_100, channels=2,
+                      frames=1000, size_bytes=4044, suffix=".wav", input_path="/music/song.wav")  # fmt: skip
+    base = request()
+    entry = ledger.begin(JobRequest(base.provider, base.spec, base.input_sha256, base.stems, base.identity,
+                                    base.input_name, base.input_duration, resume=info))  # fmt: skip
+    assert entry.resume == info
+    assert entry.to_dict()["input_path"] == "/music/song.wav"
+
+
+def test_a_first_version_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "ledger.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, provider TEXT NOT NULL,
+            spec TEXT NOT NULL, input_sha256 TEXT NOT NULL, input_name TEXT, input_duration REAL, stems TEXT,
+            idempotency_key TEXT NOT NULL, job_id TEXT, status TEXT NOT NULL, created REAL NOT NULL,
+            updated REAL NOT NULL, submitted REAL, finished REAL, cost_amount REAL, cost_unit TEXT, error TEXT,
+            error_class TEXT, attempts INTEGER NOT NULL DEFAULT 1);
+        INSERT INTO jobs (request_key, provider, spec, input_sha256, idempotency_key, job_id, status, created, updated)
+            VALUES ('k', 'stemsplit', 'stemsplit', 'abc', 'key1', 'job_old', 'submitted', 1.0, 1.0);
+        PRAGMA user_version = 1;
+        """
+    )
+    db.close()
+    ledger = JobLedger(path)
+    (old,) = ledger.entries()
+    assert (old.job_id, old.resume, old.notes) == ("job_old", None, {})
+    ledger.note(old.id, upload_key="u")
+    assert JobLedger(path).get(old.id).notes == {"upload_key": "u"}  # type: ignore[union-attr]
+
+
+def test_which_ledger_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stemkit.ledger import resolve_ledger
+
+    default = resolve_ledger()
+    assert default is not None
+    assert default.path == Path(os.environ["STEMKIT_CACHE_DIR"]) / "ledger.sqlite3"
+    assert resolve_ledger(False) is None
+    mine = resolve_ledger(tmp_path / "mine.sqlite3")
+    assert mine is not None
+    assert mine.path == tmp_path / "mine.sqlite3"
+    monkeypatch.setenv("STEMKIT_LEDGER", "off")
+    assert resolve_ledger() is None
+    monkeypatch.setenv("STEMKIT_LEDGER", str(tmp_path / "env.sqlite3"))
+    assert resolve_ledger().path == tmp_path / "env.sqlite3"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="not a ledger setting"):
+        resolve_ledger(3.5)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from stemkit.errors import (
     AllProvidersFailedError,
     AuthenticationError,
+    BudgetExceededError,
     ConfigError,
     InputError,
     JobExpiredError,
@@ -37,9 +38,11 @@ if TYPE_CHECKING:
     from stemkit.batch import BatchItem, aseparate_many, separate_many
     from stemkit.compose.ensemble import ensemble
     from stemkit.compose.pipeline import Stage, pipeline
+    from stemkit.cost import Estimate, Estimates, aestimate, estimate
     from stemkit.evaluate.comparison import compare
     from stemkit.protocol import Capabilities, ProgressEvent, Separator
     from stemkit.registry import ProviderInfo, providers
+    from stemkit.resuming import aresume, resume
     from stemkit.stemset import Stem, StemSet
 
 __version__ = "0.1.0"
@@ -62,14 +65,23 @@ _LAZY = {
     "ensemble": "stemkit.compose.ensemble",
     "pipeline": "stemkit.compose.pipeline",
     "Stage": "stemkit.compose.pipeline",
+    "estimate": "stemkit.cost",
+    "aestimate": "stemkit.cost",
+    "Estimate": "stemkit.cost",
+    "Estimates": "stemkit.cost",
+    "resume": "stemkit.resuming",
+    "aresume": "stemkit.resuming",
 }
 
 __all__ = [
     "AllProvidersFailedError",
     "AuthenticationError",
     "BatchItem",
+    "BudgetExceededError",
     "Capabilities",
     "ConfigError",
+    "Estimate",
+    "Estimates",
     "InputError",
     "JobExpiredError",
     "JobFailedError",
@@ -89,13 +101,17 @@ __all__ = [
     "Stem",
     "StemSet",
     "StemkitError",
+    "aestimate",
+    "aresume",
     "aseparate",
     "aseparate_many",
     "compare",
     "ensemble",
+    "estimate",
     "load",
     "pipeline",
     "providers",
+    "resume",
     "separate",
     "separate_many",
 ]

@@ -80,20 +80,38 @@ async def aseparate(
     progress: ProgressCallback | None = None,
     api_key: str | None = None,
     cache: Any = None,
+    max_cost: Any = None,
+    ledger: Any = None,
     **options: Any,
 ) -> StemSet:
     """Separate ``audio`` into stems without blocking the event loop (the one implementation of both flavours:
-    :func:`separate` runs it). Hosted providers use the async transport, local ones a worker thread."""
+    :func:`separate` runs it). Hosted providers use the async transport, local ones a worker thread.
+
+    ``max_cost`` refuses work whose estimated cost exceeds it before anything is billed (see
+    :mod:`stemkit.budget`; a :class:`~stemkit.errors.BudgetExceededError`); ``ledger`` is the job ledger hosted
+    jobs are recorded in (``False``: none; see :func:`stemkit.ledger.resolve_ledger`).
+    """
+    from stemkit.budget import Budget, spending_limit
+    from stemkit.ledger import using_ledger
+
     with error_boundary():
-        if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
-            separator = load(provider, cache=cache)  # the caller's own; a cache wrapper leaves it open
-            return await separator.aseparate(audio, stems=stems, progress=progress, **options)
-        separator = load(provider, cache=cache, **_key(api_key))
+        budget = Budget.parse(max_cost)
+        theirs = provider is not None and not isinstance(provider, str | ProviderSpec | Sequence)
+        # the caller's own Separator is used as given; a cache wrapper leaves it open
+        separator = load(provider, cache=cache) if theirs else load(provider, cache=cache, **_key(api_key))
         try:
-            return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+            with using_ledger(ledger), spending_limit(budget):
+                if budget is not None:
+                    from stemkit.cost import check_budget
+
+                    await anyio.to_thread.run_sync(
+                        lambda: check_budget(separator, [audio], stems, options, budget, ledger=ledger)
+                    )
+                return await separator.aseparate(audio, stems=stems, progress=progress, **options)
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(separator.close)
+            if not theirs:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(separator.close)
 
 
 separate = sync_function(
@@ -102,7 +120,9 @@ separate = sync_function(
 
     ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
     (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
-    array input, ``timeout=`` for a deadline in seconds). Only :class:`~stemkit.errors.StemkitError` errors
+    array input, ``timeout=`` for a deadline in seconds). ``cache``: the result cache (:mod:`stemkit.cache`);
+    ``max_cost``: refuse work whose estimate exceeds it, before anything is billed (:mod:`stemkit.budget`);
+    ``ledger``: the job ledger (``False`` turns it off). Only :class:`~stemkit.errors.StemkitError` errors
     are raised. This is :func:`aseparate`, run to completion from synchronous code.
     """,
 )

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -20,6 +20,7 @@ from stemkit.errors import ConfigError, StemkitError
 from stemkit.inputs import expand_inputs, output_names
 from stemkit.output import check_output, output_format
 from stemkit.protocol import ProgressCallback, Separator
+from stemkit.provenance import Cost
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
 
@@ -44,6 +45,17 @@ class BatchItem:
     @property
     def provider(self) -> str | None:
         return self.result.provider if self.result is not None else None
+
+    @property
+    def origin(self) -> Literal["cached", "resumed", "new"] | None:
+        """How the result came about: ``cached`` (the result cache answered), ``resumed`` (a job an earlier,
+        interrupted run had submitted was finished), ``new``; None for a failed input."""
+        return self.result.provenance.origin if self.result is not None else None
+
+    @property
+    def cost(self) -> Cost | None:
+        """What this input cost now, as the provider reported it (None for a cached result: it cost nothing)."""
+        return self.result.provenance.cost if self.result is not None else None
 
 
 @dataclass(frozen=True)
@@ -114,29 +126,47 @@ async def aseparate_many(
     progress: ProgressCallback | None = None,
     timeout: float | None = None,
     cache: Any = None,
+    max_cost: Any = None,
+    ledger: Any = None,
 ) -> AsyncIterator[BatchItem]:
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
 
     The one implementation of a batch (:func:`separate_many` runs it). A problem with the request as a whole
-    (a bad provider spec, format, template or concurrency) is raised before any separation starts; after
-    that, each input's failure is its own item's ``error`` and the batch goes on. ``timeout`` bounds each
-    input's separation (seconds; hosted providers have a default).
+    (a bad provider spec, format, template or concurrency; a batch whose estimated cost exceeds ``max_cost``)
+    is raised before any separation starts; after that, each input's failure is its own item's ``error`` and
+    the batch goes on. ``timeout`` bounds each input's separation (seconds; hosted providers have a default).
+    Run again after an interruption, a batch redoes only what is unfinished: results already made come from
+    the result cache and jobs already submitted are resumed through the job ledger (``ledger``; each item's
+    ``origin`` says which).
     """
+    from stemkit.budget import Budget, spending_limit
+    from stemkit.ledger import using_ledger
+
     with error_boundary():
         prepared = await anyio.to_thread.run_sync(
             _prepare, inputs, provider, stems, concurrency, output_dir, format, template
         )
         items, names, requested, out = prepared
+        budget = Budget.parse(max_cost)
         separator = load(provider, cache=cache)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
+        if budget is not None:
+            from stemkit.cost import check_budget
+
+            with error_boundary():
+                await anyio.to_thread.run_sync(
+                    lambda: check_budget(separator, items, requested, {}, budget, ledger=ledger)
+                )
         job = _Job(separator, requested, out, format, template, progress, timeout)
         limiter = anyio.CapacityLimiter(concurrency)
         send, receive = anyio.create_memory_object_stream[BatchItem](max(len(items), 1))
         async with anyio.create_task_group() as group:
 
             async def run(item: str | Path, name: str) -> None:
-                send.send_nowait(await _one(job, item, name, limiter))
+                with using_ledger(ledger), spending_limit(budget):  # this task's own context: the batch's
+                    outcome = await _one(job, item, name, limiter)
+                send.send_nowait(outcome)
 
             for item, name in zip(items, names, strict=True):
                 group.start_soon(run, item, name)
@@ -154,6 +184,8 @@ separate_many = sync_iterator(
 
     One bad file yields a BatchItem with its ``error`` and the rest go on. With ``output_dir``, stems are
     written under it (``{input}/{stem}.{ext}`` by default: one subfolder per input, never overwriting).
+    ``max_cost`` refuses a batch whose estimated cost exceeds it before anything is billed; re-run after an
+    interruption, a batch redoes only what is unfinished (``item.origin``: cached, resumed or new).
     This is :func:`aseparate_many`, run from synchronous code.
     """,
 )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllProvidersFailedError",
     "AuthenticationError",
+    "BudgetExceededError",
     "ConfigError",
     "InputError",
     "JobExpiredError",
@@ -52,6 +53,22 @@ class OutputError(ConfigError):
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.path = path
+        super().__init__(message)
+
+
+class BudgetExceededError(ConfigError):
+    """The work asked for would cost more than ``max_cost=`` allows, by its estimate; nothing was submitted.
+
+    ``unit`` is the unit of the budget that would be exceeded (``seconds`` of StemSplit credits, ``jobs`` of
+    a subscription plan), ``budget`` its limit and ``estimate`` what the work would take (what the same call
+    or batch has already committed included).
+    """
+
+    def __init__(self, message: str, *, unit: str | None = None, budget: float | None = None,
+                 estimate: float | None = None) -> None:  # fmt: skip
+        self.unit = unit
+        self.budget = budget
+        self.estimate = estimate
         super().__init__(message)
 
 

@@ -16,33 +16,61 @@ A hosted job's lifecycle calls it at three points::
     ledger.finished(entry.id, cost)  /  ledger.failed(entry.id, error)  /  ledger.expired(entry.id, reason)
 
 A request is identified like a cache entry (:func:`stemkit.cache.cache_key` of input hash, provider identity
-and the stem combination submitted). Nothing secret is stored: specs are redacted, inputs are named by file
-name (a URL without its query), error messages lose URL query strings.
+and the stem combination submitted), except that the plugin's version is left out: the job a provider holds
+does not change when the client is upgraded, and an upgrade between a crash and the re-run must not submit
+(and bill) the job again. Beside it each entry keeps a :class:`ResumeInfo` — the provider's target and
+validated options, the stems asked for, the input's shape and local path — so that ``stemkit jobs resume``
+can finish the job without the caller (:mod:`stemkit.resuming`), and the provider's own notes (an upload
+already made) so that a retried submission sends the same request. Nothing secret is stored: specs are
+redacted, option values under secret-looking names are dropped, URLs lose their query strings.
 
-All methods block briefly on disk; async code calls them through ``anyio.to_thread.run_sync``.
+Where: :func:`resolve_ledger` — ``ledger=`` on the API (``False`` turns it off), else ``$STEMKIT_LEDGER``
+(``off``, or a file), else ``ledger.sqlite3`` in the cache folder. All methods block briefly on disk; async
+code calls them through ``anyio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sqlite3
+import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stemkit.errors import ConfigError, StemkitError
 from stemkit.provenance import Cost
 
-__all__ = ["JobLedger", "JobRequest", "JobStatus", "LedgerEntry", "default_ledger_path"]
+if TYPE_CHECKING:
+    from stemkit.audio import AudioSource
+
+__all__ = [
+    "ENV_LEDGER",
+    "JobLedger",
+    "JobRequest",
+    "JobStatus",
+    "LedgerEntry",
+    "LedgerWarning",
+    "ResumeInfo",
+    "default_ledger_path",
+    "fitted_piece",
+    "resolve_ledger",
+    "using_ledger",
+]
 
 LEDGER_FILE = "ledger.sqlite3"
-_SCHEMA_VERSION = 1
+ENV_LEDGER = "STEMKIT_LEDGER"
+_SCHEMA_VERSION = 2
+_OFF = ("off", "0", "false", "no", "none")
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 
 
@@ -73,12 +101,15 @@ class JobRequest:
     identity: Mapping[str, Any] | None = None
     input_name: str | None = None
     input_duration: float | None = None
+    resume: ResumeInfo | None = None
 
     @property
     def key(self) -> str:
+        """The cache key of (input, provider identity without its version, combination submitted)."""
         from stemkit.cache.key import cache_key
 
-        return cache_key(self.input_sha256, dict(self.identity or {"spec": self.spec}), self.stems)
+        identity = {k: v for k, v in (self.identity or {"spec": self.spec}).items() if k != "version"}
+        return cache_key(self.input_sha256, identity, self.stems)
 
     @classmethod
     def for_separator(
@@ -90,6 +121,7 @@ class JobRequest:
         options: Mapping[str, Any] | None = None,
         input_name: str | None = None,
         input_duration: float | None = None,
+        resume: ResumeInfo | None = None,
     ) -> JobRequest:
         """The request a separator is about to submit (``stems``: the combination sent to the provider)."""
         from stemkit.cache.key import separator_identity
@@ -102,7 +134,120 @@ class JobRequest:
             identity=separator_identity(separator, options),
             input_name=input_name,
             input_duration=input_duration,
+            resume=resume,
         )
+
+
+@dataclass(frozen=True)
+class ResumeInfo:
+    """What finishing a job needs besides the provider's job id, recorded when it is submitted.
+
+    ``target`` and ``options`` rebuild the provider (validated options that differ from their defaults, no
+    secret); ``requested`` are the stems the caller asked for (None: the provider's default set), from which
+    the result is derived and cached under the original request's key. The input is described by its kind,
+    local path (when it was a file), shape and size: the stems come from the provider, so a job can be
+    finished without the input unless a requested stem is derived from the mixture. A job that carried one
+    piece of a fitted input (``piece``/``pieces``) is finished by running the whole original request again
+    (``parent_path``), whose other pieces are resumed or cached alike.
+    """
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    requested: tuple[str, ...] | None = None
+    input_kind: str = "file"
+    input_path: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    frames: int | None = None
+    size_bytes: int | None = None
+    suffix: str | None = None
+    parent_path: str | None = None
+    parent_sha256: str | None = None
+    parent_name: str | None = None
+    piece: int | None = None
+    pieces: int | None = None
+    fit: str | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """This job carried a piece (or a transcoded copy) of the caller's input, not the input itself."""
+        return self.pieces is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        out["options"] = dict(self.options)
+        if self.requested is not None:
+            out["requested"] = list(self.requested)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResumeInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("requested") is not None:
+            values["requested"] = tuple(values["requested"])
+        values["options"] = dict(values.get("options") or {})
+        return cls(**values)
+
+    @classmethod
+    def describe(
+        cls,
+        source: AudioSource,
+        *,
+        options: Mapping[str, Any],
+        target: str | None,
+        requested: Iterable[str] | None,
+    ) -> ResumeInfo:
+        """The record of a job about to be submitted for ``source`` (a fitted piece's parent, from the context
+        :func:`fitted_piece` sets)."""
+        from stemkit.config import is_secret_key
+
+        local = not source.is_remote
+        parent = _PIECE.get()
+        return cls(
+            options={k: v for k, v in options.items() if not is_secret_key(k)},
+            target=target,
+            requested=tuple(requested) if requested is not None else None,
+            input_kind=source.kind,
+            input_path=str(Path(source.path).resolve()) if source.kind == "file" and parent is None else None,
+            sample_rate=source.sample_rate if local else None,
+            channels=source.channels if local else None,
+            frames=source.frames if local else None,
+            size_bytes=source.size_bytes if local else None,
+            suffix=source.suffix if local else None,
+            parent_path=parent.path if parent else None,
+            parent_sha256=parent.sha256 if parent else None,
+            parent_name=parent.name if parent else None,
+            piece=parent.index if parent else None,
+            pieces=parent.count if parent else None,
+            fit=parent.mode if parent else None,
+        )
+
+
+@dataclass(frozen=True)
+class _Piece:
+    path: str | None
+    sha256: str
+    name: str
+    index: int
+    count: int
+    mode: str
+
+
+_PIECE: ContextVar[_Piece | None] = ContextVar("stemkit_fitted_piece", default=None)
+
+
+@contextlib.contextmanager
+def fitted_piece(source: AudioSource, index: int, count: int, mode: str) -> Iterator[None]:
+    """Within the block, hosted jobs carry piece ``index`` of ``count`` of ``source`` fitted (``mode``) to a
+    provider — what :mod:`stemkit.compose.fit` says around each piece — so their ledger entries name the
+    original input, which finishing any of them needs."""
+    path = str(Path(source.path).resolve()) if source.kind == "file" else None
+    token = _PIECE.set(_Piece(path, source.sha256, source.name, index, count, mode))
+    try:
+        yield
+    finally:
+        _PIECE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -128,6 +273,10 @@ class LedgerEntry:
     error: str | None = None
     error_class: str | None = None
     attempts: int = 1
+    #: what finishing the job needs besides its id (None for entries written before stemkit recorded it)
+    resume: ResumeInfo | None = None
+    #: the provider's own notes from an earlier try (an upload already made), to send the same request again
+    notes: Mapping[str, Any] = field(default_factory=dict)
     #: True when :meth:`JobLedger.begin` found this row from an earlier try rather than creating it
     reused: bool = False
 
@@ -163,6 +312,8 @@ class LedgerEntry:
             "error": self.error,
             "error_class": self.error_class,
             "attempts": self.attempts,
+            "requested": list(self.resume.requested) if self.resume and self.resume.requested else None,
+            "input_path": self.resume.input_path if self.resume else None,
         }
 
 
@@ -180,7 +331,8 @@ def default_ledger_path() -> Path:
 
 _COLUMNS = (
     "id, request_key, provider, spec, input_sha256, input_name, input_duration, stems, idempotency_key, job_id, "
-    "status, created, updated, submitted, finished, cost_amount, cost_unit, error, error_class, attempts"
+    "status, created, updated, submitted, finished, cost_amount, cost_unit, error, error_class, attempts, "
+    "resume, notes"
 )
 
 
@@ -233,6 +385,17 @@ class JobLedger:
             return
         if version > _SCHEMA_VERSION:
             raise ConfigError("job ledger: written by a newer stemkit; upgrade stemkit to read it")
+        if version == 1:  # stemkit 0.1's first ledger: add what resuming needs (its entries have none of it)
+            db.executescript(
+                """
+                BEGIN IMMEDIATE;
+                ALTER TABLE jobs ADD COLUMN resume TEXT;
+                ALTER TABLE jobs ADD COLUMN notes TEXT;
+                PRAGMA user_version = 2;
+                COMMIT;
+                """
+            )
+            return
         db.executescript(
             """
             BEGIN IMMEDIATE;
@@ -256,12 +419,14 @@ class JobLedger:
                 cost_unit TEXT,
                 error TEXT,
                 error_class TEXT,
-                attempts INTEGER NOT NULL DEFAULT 1
+                attempts INTEGER NOT NULL DEFAULT 1,
+                resume TEXT,
+                notes TEXT
             );
             CREATE INDEX IF NOT EXISTS jobs_request ON jobs (request_key, status);
             CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (provider, job_id);
             CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created);
-            PRAGMA user_version = 1;
+            PRAGMA user_version = 2;
             COMMIT;
             """
         )
@@ -292,17 +457,50 @@ class JobLedger:
                     "UPDATE jobs SET status = ?, error = ?, updated = ?, finished = ? WHERE id = ?",
                     (JobStatus.EXPIRED.value, f"not resumed: older than {resume_within:g} s", now, now, found.id),
                 )
+            resume = json.dumps(request.resume.to_dict(), default=str) if request.resume is not None else None
             cursor = db.execute(
                 "INSERT INTO jobs (request_key, provider, spec, input_sha256, input_name, input_duration, stems, "
-                "idempotency_key, status, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "idempotency_key, status, created, updated, resume) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key, request.provider, request.spec, request.input_sha256, input_label(request.input_name),
                     request.input_duration, ",".join(request.stems) if request.stems is not None else None,
-                    uuid.uuid4().hex, JobStatus.PREPARING.value, now, now,
+                    uuid.uuid4().hex, JobStatus.PREPARING.value, now, now, resume,
                 ),
             )  # fmt: skip
             row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return _entry(row)
+
+    def lookup(self, request: JobRequest) -> LedgerEntry | None:
+        """The open entry :meth:`begin` would find for ``request``, without changing anything (a dry run)."""
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE request_key = ? AND status IN (?, ?) ORDER BY id DESC LIMIT 1",
+                (request.key, *[s.value for s in OPEN]),
+            ).fetchone()
+        return _entry(row) if row is not None else None
+
+    def note(self, entry_id: int, **values: Any) -> LedgerEntry:
+        """Keep the provider's own notes on the entry (merged with earlier ones), e.g. the key of an upload
+        already made, so that a retried submission sends the same request. JSON values; nothing secret."""
+        with self._write() as db:
+            row = db.execute("SELECT notes FROM jobs WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                raise StemkitError(f"job ledger: no entry {entry_id} in {self.path}")
+            merged = {**_json_object(row[0]), **values}
+            db.execute("UPDATE jobs SET notes = ?, updated = ? WHERE id = ?",
+                       (json.dumps(merged, default=str), time.time(), entry_id))  # fmt: skip
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (entry_id,)).fetchone()
+        return _entry(row)
+
+    def discard(self, entry_id: int) -> bool:
+        """Remove an entry that never reached the provider (refused before submission: a budget, a bad key).
+        Only a ``preparing`` entry created by this try can go; True when it went."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM jobs WHERE id = ? AND status = ? AND attempts = 1 AND job_id IS NULL",
+                (entry_id, JobStatus.PREPARING.value),
+            )
+        return cursor.rowcount > 0
 
     def submitted(self, entry_id: int, job_id: str) -> LedgerEntry:
         """After the provider accepted the job: its id (what a later run resumes)."""
@@ -395,9 +593,20 @@ def _replace(entry: LedgerEntry, **changes: Any) -> LedgerEntry:
     return replace(entry, **changes)
 
 
+def _json_object(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
     (id_, key, provider, spec, sha, name, duration, stems, idem, job_id, status, created, updated, submitted,
-     finished, cost_amount, cost_unit, error, error_class, attempts) = row  # fmt: skip
+     finished, cost_amount, cost_unit, error, error_class, attempts, resume, notes) = row  # fmt: skip
+    record = _json_object(resume)
     return LedgerEntry(
         id=int(id_),
         request_key=key,
@@ -418,6 +627,8 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         error=error,
         error_class=error_class,
         attempts=int(attempts),
+        resume=ResumeInfo.from_dict(record) if record else None,
+        notes=_json_object(notes),
     )
 
 
@@ -425,3 +636,76 @@ def _scrub_message(text: str) -> str:
     from stemkit.cache.entry import scrub_text
 
     return _URL.sub(lambda m: scrub_text(m.group(0)), text)[:2000]
+
+
+# -- which ledger: the ``ledger=`` setting ------------------------------------------------------------------------
+class LedgerWarning(UserWarning):
+    """The job ledger could not be used (an unwritable cache folder, a damaged file): the separation goes on
+    without it, so a job in flight is not protected against being submitted again if the process dies."""
+
+
+_SETTING: ContextVar[Any] = ContextVar("stemkit_ledger", default=None)
+_OPENED: dict[Path, JobLedger] = {}
+_OPENED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def using_ledger(setting: Any) -> Iterator[None]:
+    """Within the block (and the tasks it starts), hosted jobs use the ledger ``setting`` names (see
+    :func:`resolve_ledger`; ``None`` leaves the choice to the environment). What ``ledger=`` on
+    ``separate``/``separate_many``/``resume`` sets, on the event loop that runs the call."""
+    token = _SETTING.set(setting)
+    try:
+        yield
+    finally:
+        _SETTING.reset(token)
+
+
+def current_setting() -> Any:
+    return _SETTING.get()
+
+
+def resolve_ledger(setting: Any = None) -> JobLedger | None:
+    """The ledger a hosted job records itself in, or None (turned off, or unusable: a :class:`LedgerWarning`).
+
+    ``setting``: ``False`` (off), a :class:`JobLedger`, a file path, or ``None``/``True`` — then
+    ``$STEMKIT_LEDGER`` (``off``, or a file), else ``ledger.sqlite3`` in the cache folder. A ledger asked for
+    by name that cannot be opened is a :class:`~stemkit.errors.ConfigError`; the default one only warns: the
+    ledger must never be why a separation fails.
+    """
+    if setting is False:
+        return None
+    if isinstance(setting, JobLedger):
+        return setting
+    if isinstance(setting, str | os.PathLike):
+        return _open(Path(setting), explicit=True)
+    if setting not in (None, True):
+        raise ConfigError(f"ledger: {setting!r} is not a ledger setting; use False, a file path or a JobLedger")
+    configured = os.environ.get(ENV_LEDGER, "").strip()
+    if configured.lower() in _OFF:
+        return None
+    if configured:
+        return _open(Path(configured).expanduser(), explicit=True)
+    try:
+        path = default_ledger_path()
+    except ConfigError as exc:
+        warnings.warn(f"stemkit job ledger: {exc}; hosted jobs are not recorded", LedgerWarning, stacklevel=3)
+        return None
+    return _open(path, explicit=False)
+
+
+def _open(path: Path, *, explicit: bool) -> JobLedger | None:
+    with _OPENED_LOCK:
+        found = _OPENED.get(path)
+    if found is not None and found.path.exists():
+        return found
+    try:
+        ledger = JobLedger(path)
+    except ConfigError as exc:
+        if explicit:
+            raise
+        warnings.warn(f"stemkit {exc}; hosted jobs are not recorded", LedgerWarning, stacklevel=4)
+        return None
+    with _OPENED_LOCK:
+        _OPENED[path] = ledger
+    return ledger

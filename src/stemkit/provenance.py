@@ -124,6 +124,23 @@ class Provenance:
     #: set when the result came from the result cache: when and by which spec it was made
     cache: CacheHit | None = None
 
+    @property
+    def resumed(self) -> bool:
+        """Made by finishing a hosted job an earlier run had submitted (found in the job ledger), not by a new
+        one; for a fitted input, when any of its pieces was."""
+        if self.extra.get("resumed"):
+            return True
+        fit = self.extra.get("fit")
+        jobs = fit.get("jobs") if isinstance(fit, Mapping) else None
+        return any(isinstance(job, Mapping) and job.get("resumed") for job in jobs or ())
+
+    @property
+    def origin(self) -> Literal["cached", "resumed", "new"]:
+        """How this result came about: from the result cache, by resuming a job, or by new work."""
+        if self.cache is not None:
+            return "cached"
+        return "resumed" if self.resumed else "new"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider,

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio
 import anyio.to_thread
@@ -44,8 +44,12 @@ from stemkit.errors import (
 )
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent
 from stemkit.provenance import Attempt, Cost, Provenance
-from stemkit.stems import Derivation, Plan, canonical_name
+from stemkit.stems import Derivation, Plan, canonical_name, normalize_request
 from stemkit.stemset import Stem, StemSet, exact_blocks
+
+if TYPE_CHECKING:
+    from stemkit.compose.fit import SentAudio
+    from stemkit.cost import CostEstimate
 
 __all__ = ["NoOptions", "RawResult", "SeparationJob", "SeparatorBase", "limit_violation"]
 
@@ -102,6 +106,14 @@ class SeparationJob:
     callback: ProgressCallback | None = None
     job_id: str | None = None
     """The provider's id for this job, once a hosted provider has accepted it (a timeout names it)."""
+    requested: tuple[str, ...] | None = None
+    """The stems the caller asked for (None: the provider's default set); ``combination`` is what is run."""
+    idempotency_key: str | None = None
+    """For a hosted job: the key to send with the request that creates it, the same on every try of the same
+    request (from the job ledger), so a provider that honours it never creates (or bills) the job twice."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """For a hosted job: what an earlier try of this same request noted through the ledger (e.g. the key of an
+    upload already made: :meth:`~stemkit.hosted.HostedSeparator._note`), so the retry sends the same request."""
 
     def progress(
         self,
@@ -255,6 +267,18 @@ class SeparatorBase(abc.ABC):
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
 
+    def estimate_cost(self, sent: SentAudio) -> CostEstimate:
+        """What sending ``sent`` (jobs and seconds of audio, after fitting) to this provider would cost.
+
+        The default reads the capabilities (:func:`stemkit.cost.cost_from_capabilities`): a per-second
+        ``cost_unit`` bills each job's seconds rounded up, a local provider costs compute time from its stated
+        ``realtime_factor``. Override it for a provider's own billing (a subscription counts jobs, say); it
+        must not make any request. ``stemkit.estimate`` and ``max_cost=`` read it.
+        """
+        from stemkit.cost import cost_from_capabilities
+
+        return cost_from_capabilities(self.capabilities, sent)
+
     # -- the work a plugin does -------------------------------------------------------------------------
     #: Implement exactly one of these. CPU-bound work (a local model, DSP) implements the sync ``_separate``
     #: and the base class runs it in a worker thread; I/O-bound work (a hosted API) implements the async
@@ -372,7 +396,8 @@ class SeparatorBase(abc.ABC):
         message = f"{name} was not separated within {limit}"
         job_id = job.job_id if job is not None else None
         if job_id is not None:
-            message += f"; job {job_id} keeps running at the provider and can be picked up later by its id"
+            message += (f"; job {job_id} keeps running at the provider: finish it with stemkit.resume({job_id!r}) "
+                        "or `stemkit jobs resume`, or run the same request again (it resumes the job)")
         else:
             message += "; give it more time (timeout=) or use a faster provider"
         return SeparationTimeout(message, job_id=job_id, provider=self.name)
@@ -426,7 +451,8 @@ class SeparatorBase(abc.ABC):
                 source.close()
             raise
         workdir = _Workdir(self.name, source if owned else None)
-        job = SeparationJob(self.name, source, plan.combination, opts, workdir.path, None, progress)
+        job = SeparationJob(self.name, source, plan.combination, opts, workdir.path, None, progress,
+                            requested=normalize_request(stems))  # fmt: skip
         job.__dict__["_workdir"] = workdir  # keeps the folder alive for the job's lifetime
         job.progress("prepare", 0.0)
         return job, plan, workdir

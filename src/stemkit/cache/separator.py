@@ -181,6 +181,23 @@ class CachedSeparator:
     ) -> StemSet | None:
         return await self.alookup(audio, stems=stems, sample_rate=sample_rate, **options)
 
+    async def aresume(self, job_id: str, /, *, audio: Any = None, progress: ProgressCallback | None = None,
+                      timeout: float | None = None, ledger: Any = None) -> StemSet:  # fmt: skip
+        """Finish the inner hosted provider's job ``job_id`` (see :func:`stemkit.resume`), its result stored in
+        this cache under the original request's key."""
+        from stemkit.resuming import aresume
+
+        return await aresume(job_id, provider=self, audio=audio, progress=progress, timeout=timeout, ledger=ledger)
+
+    def resume(self, job_id: str, /, *, audio: Any = None, progress: ProgressCallback | None = None,
+               timeout: float | None = None, ledger: Any = None) -> StemSet:  # fmt: skip
+        """Blocking :meth:`aresume`."""
+        return run_sync(self._resume, job_id, audio, progress, timeout, ledger)
+
+    async def _resume(self, job_id: str, audio: Any, progress: ProgressCallback | None, timeout: float | None,
+                      ledger: Any) -> StemSet:  # fmt: skip
+        return await self.aresume(job_id, audio=audio, progress=progress, timeout=timeout, ledger=ledger)
+
     @staticmethod
     def _open(audio: Any, sample_rate: int | None) -> tuple[AudioSource, bool]:
         source = open_source(audio, sample_rate=sample_rate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -12,6 +13,9 @@ from rich.table import Table
 
 from stemkit.cli._console import console, err_console, print_error
 from stemkit.protocol import ProgressCallback, ProgressEvent
+
+if TYPE_CHECKING:
+    from stemkit.batch import BatchItem
 
 # Where each stage sits on a file's bar, so hosted (upload/queue/download) and local runs both move smoothly.
 _STAGE_SPAN = {
@@ -44,10 +48,24 @@ def separate_command(
         None, "--cache", metavar="DIR", help="Cache every provider's results in this folder or fsspec URL."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Use no result cache (not even for paid providers)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan and estimated cost per input; separate nothing, bill nothing."
+    ),
+    max_cost: str | None = typer.Option(
+        None, "--max-cost", metavar="AMOUNT",
+        help="Refuse the run if its estimated cost exceeds this, e.g. 600 (in the provider's unit), "
+        "'600 seconds' or '10 jobs'.",
+    ),
+    no_ledger: bool = typer.Option(
+        False, "--no-ledger", help="Do not record hosted jobs in the job ledger (a killed run then cannot resume them)."
+    ),
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed.
 
-    Results of providers that cost money are cached (see `stemkit cache info`): a re-run pays nothing twice.
+    Results of providers that cost money are cached (see `stemkit cache info`) and hosted jobs are
+    recorded in the job ledger (`stemkit jobs list`): a re-run pays nothing twice, and a killed run
+    started again redoes only what is unfinished. --dry-run prints the plan and its estimated cost;
+    --max-cost refuses a run over budget.
 
     \f
     Where and how the stems will be written is checked first: a template typo or an unwritable folder is
@@ -55,18 +73,33 @@ def separate_command(
     """
     from stemkit.batch import separate_many
     from stemkit.cache.policy import cli_cache
+    from stemkit.cli._plan import print_summary
 
     cache = cli_cache(cache_dir, no_cache)
+    ledger = False if no_ledger else None
+    if dry_run:
+        from stemkit.budget import Budget
+        from stemkit.cli._plan import print_plan
+        from stemkit.cost import estimate
+
+        plan = estimate(inputs, provider, stems=stems, cache=cache, ledger=ledger)
+        print_plan(plan)
+        budget = Budget.parse(max_cost)
+        if budget is not None:
+            budget.check(plan, what=f"separating these {len(plan)} input(s)")
+        return 0
 
     bar = _bar()
     rows: list[tuple[str, str, str, str]] = []
+    done: list[BatchItem] = []
     failures = 0
     with bar if bar is not None else _Quiet():
         outcomes = separate_many(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
-            progress=_reporter(bar), timeout=timeout, cache=cache,
+            progress=_reporter(bar), timeout=timeout, cache=cache, max_cost=max_cost, ledger=ledger,
         )
         for item in outcomes:
+            done.append(item)
             if item.error is not None:
                 failures += 1
                 print_error(item.error, about=str(item.input))
@@ -75,14 +108,14 @@ def separate_command(
             for folder in sorted({p.parent for p in item.paths.values()}):
                 files = ", ".join(p.name for p in item.paths.values() if p.parent == folder)
                 console.print(f"{item.input} -> {folder}/ ({files})")
-            cached = item.result is not None and item.result.provenance.cache is not None
-            outcome = "ok (cached)" if cached else "ok"
+            outcome = {"cached": "ok (cached)", "resumed": "ok (resumed)"}.get(item.origin or "", "ok")
             rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", outcome))
     if len(rows) > 1:
         table = Table("file", "provider", "seconds", "result")
         for row in rows:
             table.add_row(*row)
         err_console.print(table)
+    print_summary(done)
     return 1 if failures else 0
 
 

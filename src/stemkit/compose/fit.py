@@ -46,6 +46,7 @@ from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
 from stemkit.config import parse_spec
 from stemkit.errors import ConfigError, InputError, OutputError, ProviderLimitError, SeparationTimeout
+from stemkit.ledger import fitted_piece
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.provenance import Attempt, Cost, Provenance
 from stemkit.provider import _Workdir
@@ -262,11 +263,13 @@ async def _separate_pieces(run: _Run, folder: Path) -> float:
     async def separate(index: int, path: Path, slot: anyio.Semaphore) -> None:
         async with slot:
             t0 = time.perf_counter()
-            run.results[index] = await run.separator.aseparate(
-                path, stems=run.stems, progress=run.chunk_progress(index), **run.call_options()
-            )
+            with fitted_piece(run.source, index, len(plan.pieces), plan.mode):  # the job ledger names the input
+                run.results[index] = await run.separator.aseparate(
+                    path, stems=run.stems, progress=run.chunk_progress(index), **run.call_options()
+                )
             run.seconds[index] = time.perf_counter() - t0
 
+    await anyio.to_thread.run_sync(lambda: run.source.sha256)  # hashed once, off the loop, for fitted_piece
     slot = anyio.Semaphore(run.concurrency)
     try:
         async with anyio.create_task_group() as group:
@@ -381,6 +384,7 @@ def _provenance(run: _Run, results: list[StemSet], total: float, writing: float,
             "cost": None if r.provenance.cost is None else {"amount": r.provenance.cost.amount,
                                                              "unit": r.provenance.cost.unit},
             "timings": dict(r.provenance.timings),
+            "resumed": r.provenance.resumed,
         }
         for r, seconds in zip(results, run.seconds, strict=True)
     ]  # fmt: skip

@@ -338,6 +338,7 @@ class RequestRecorder:
         self.app = app
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -353,11 +354,13 @@ class RequestRecorder:
         with self._lock:  # recorded on arrival, so a client that got its answer always finds its request here
             index = len(self.requests)
             self.requests.append(record)
+            self._changed.notify_all()
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 with self._lock:
                     self.requests[index] = dataclasses.replace(record, status=int(message["status"]))
+                    self._changed.notify_all()
             await send(message)
 
         await self.app(scope, receive, capture)
@@ -365,6 +368,12 @@ class RequestRecorder:
     def matching(self, method: str | None = None, prefix: str = "") -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if (method is None or r.method == method) and r.path.startswith(prefix)]
+
+    def wait_for(self, condition: Callable[[list[RecordedRequest]], bool], *, timeout: float = 60.0) -> bool:
+        """Block (another thread than the server's) until ``condition(requests)`` holds — e.g. "four jobs were
+        created" — woken by each request and each answer; False if ``timeout`` seconds pass first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: condition(list(self.requests)), timeout=timeout)
 
 
 class StreamedFile(Response):

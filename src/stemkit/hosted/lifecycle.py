@@ -7,6 +7,14 @@ A hosted plugin subclasses :class:`HostedSeparator` and supplies only what is pa
 open a client, submit a job, read its status, list its outputs, and describe the result. Everything that must
 hold for every hosted provider is enforced here, once:
 
+* every job is recorded in the job ledger (:mod:`stemkit.ledger`, through :mod:`stemkit.hosted.tracking`)
+  before it is submitted and as soon as the provider accepts it; an identical request finds a job an earlier
+  process submitted and **resumes** it (polls it, downloads its stems) instead of submitting it again, and a
+  retried submission carries the same idempotency key (:attr:`SeparationJob.idempotency_key`, which a
+  plugin's ``_submit`` sends) and the provider's own notes from the earlier try (``_note``: an upload already
+  made), so the provider can recognise it; failed and expired jobs are recorded and never resumed;
+* a job is submitted only within the call's spending limit (``max_cost=``, :mod:`stemkit.budget`): its
+  estimate is reserved first, and a job that would go over is not submitted;
 * a job is submitted only while the call's deadline has not passed (the whole call runs in the core's cancel
   scope), and as soon as the provider accepts it its id is on the job, so a timeout names it;
 * only the outputs that were asked for are downloaded (the requested stems, the mixture a provider returns,
@@ -33,14 +41,24 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 
-from stemkit._portal import AsyncClosable
+from stemkit._portal import AsyncClosable, sync_method
 from stemkit.audio import AudioSource
-from stemkit.errors import ProtocolError, StemkitError
+from stemkit.errors import (
+    BudgetExceededError,
+    JobExpiredError,
+    JobFailedError,
+    ProtocolError,
+    ProviderError,
+    StemkitError,
+)
 from stemkit.hosted.jobs import JobSnapshot, PollOutcome, PollPolicy, poll_job
 from stemkit.hosted.mapping import PresignedURLRejected
+from stemkit.hosted.tracking import TrackedJob
 from stemkit.hosted.transport import AsyncHostedTransport
+from stemkit.protocol import ProgressCallback
 from stemkit.provider import RawResult, SeparationJob, SeparatorBase
 from stemkit.stems import canonical_name
+from stemkit.stemset import StemSet
 
 __all__ = ["HostedSeparator", "Output", "Submission", "download_limit", "require_outputs"]
 
@@ -54,11 +72,17 @@ _AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".
 
 @dataclass(frozen=True)
 class Submission:
-    """A job the provider has accepted: its id, the answer that created it, and where the time went."""
+    """A job the provider has accepted: its id, the answer that created it, and where the time went.
+
+    ``replayed``: the provider said the job already existed — an earlier try of the same request (a run that
+    died before it recorded the answer) created it, and this answer repeats that one (e.g. StemSplit's
+    ``Idempotent-Replayed: true``); the result is then marked resumed, not new.
+    """
 
     job_id: str
     first: JobSnapshot
     timings: dict[str, float] = field(default_factory=dict)
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,9 @@ class HostedSeparator(SeparatorBase, Generic[C]):
     poll_policy: PollPolicy = PollPolicy()
     #: The default deadline of a hosted separation is this many seconds plus twice the input's duration.
     base_timeout: ClassVar[float] = 1800.0
+    #: How long the provider keeps a job's results (seconds), when it says: a ledger entry older than this is
+    #: recorded as expired instead of resumed. None: ask the provider (a job it no longer has is expired then).
+    result_retention: ClassVar[float | None] = None
 
     def default_timeout(self, source: AudioSource) -> float | None:
         return self.base_timeout + (0.0 if source.is_remote else 2.0 * source.duration)
@@ -129,29 +156,148 @@ class HostedSeparator(SeparatorBase, Generic[C]):
     def _upload_needed(self, job: SeparationJob) -> bool:
         return not job.source.is_remote
 
+    async def _note(self, job: SeparationJob, **values: Any) -> None:
+        """Remember ``values`` (JSON, nothing secret) for this request in the job ledger: a retry of the same
+        request after a crash finds them in ``job.notes``. E.g. StemSplit notes the key of the upload it made
+        before creating the job, so a retried creation sends the very same body under the same idempotency key.
+        """
+        job.notes.update(values)
+        tracked: TrackedJob | None = job.__dict__.get("_tracked")
+        if tracked is not None:
+            await tracked.note(**values)
+
+    def _gone(self, exc: BaseException) -> bool:
+        """Whether ``exc`` from asking for a job's status means the provider no longer has the job."""
+        return isinstance(exc, JobExpiredError) or (isinstance(exc, ProviderError) and exc.status_code in (404, 410))
+
     # -- the lifecycle ------------------------------------------------------------------------------------
     async def _aseparate(self, job: SeparationJob) -> RawResult:
-        upload = await anyio.to_thread.run_sync(lambda: job.source.path) if self._upload_needed(job) else None
         async with contextlib.aclosing(self._client(job.options)) as client:
-            submission = await self._submit(client, job, upload)
+            tracked = await TrackedJob.begin(self, job)
+            found = tracked is not None and tracked.entry.resumable
+            submission = await self._reattach(client, job, tracked) if tracked is not None and found else None
+            if submission is None:
+                if found:  # the provider no longer had it (recorded as expired): a new entry, a new job
+                    tracked = await TrackedJob.begin(self, job)
+                earlier = tracked is not None and (tracked.entry.reused or tracked.explicit)
+                submission = await self._submit_tracked(client, job, tracked)
+                # the provider answered with the job an earlier, interrupted run created (not this run's retry)
+                resumed = submission.replayed and earlier
+            else:
+                resumed = True
             job.job_id = submission.job_id
             timings = dict(submission.timings)
 
             async def status() -> JobSnapshot:
                 return await self._status(client, job, submission.job_id)
 
-            outcome = await poll_job(
-                submission.first, status, provider=self.name, report=job.progress, policy=self.poll_policy
-            )
-            timings["queue"], timings["process"] = outcome.queued_seconds, outcome.processing_seconds
-            started = time.perf_counter()
-            files = await self._download(client, job, outcome.snapshot, status)
-            timings["download"] = time.perf_counter() - started
+            try:
+                outcome = await poll_job(
+                    submission.first, status, provider=self.name, report=job.progress, policy=self.poll_policy
+                )
+                timings["queue"], timings["process"] = outcome.queued_seconds, outcome.processing_seconds
+                started = time.perf_counter()
+                files = await self._download(client, job, outcome.snapshot, status)
+                timings["download"] = time.perf_counter() - started
+            except JobFailedError as exc:
+                if tracked is not None:
+                    await tracked.failed(exc)
+                raise
+            except StemkitError as exc:
+                if tracked is not None and self._gone(exc):
+                    await tracked.expired(exc)
+                raise  # anything else leaves the job open: the next identical request resumes it
         started = time.perf_counter()
         stems, mixture = await anyio.to_thread.run_sync(self._collect, job, files)
         if "archive" in files:
             timings["extract"] = time.perf_counter() - started
-        return self._result(job, outcome, stems, mixture, timings)
+        raw = self._result(job, outcome, stems, mixture, timings)
+        if resumed:
+            raw.extra["resumed"] = True
+        if tracked is not None:
+            await tracked.finished(raw.cost)
+        return raw
+
+    async def _reattach(self, client: C, job: SeparationJob, tracked: TrackedJob) -> Submission | None:
+        """A job an earlier run submitted (the ledger has its id): its current status, to poll from there.
+        None when the provider no longer has it (recorded as expired; an identical request submits anew)."""
+        job_id = str(tracked.entry.job_id)
+        job.job_id = job_id
+        job.progress("queued", None, f"resuming job {job_id}, submitted by an earlier run", job_id=job_id)
+        try:
+            first = await self._status(client, job, job_id)
+        except StemkitError as exc:
+            if not self._gone(exc):
+                raise
+            await tracked.expired(exc)
+            if tracked.explicit:
+                raise JobExpiredError(
+                    f"job {job_id} is gone at {self.name} ({exc}); it cannot be resumed, separate the input again",
+                    job_id=job_id, provider=self.name,
+                ) from exc  # fmt: skip
+            return None
+        if first.state == "expired" and not tracked.explicit:
+            await tracked.expired(JobExpiredError(f"job {job_id} expired before its results were fetched"))
+            return None
+        return Submission(job_id, first, {})
+
+    async def _submit_tracked(self, client: C, job: SeparationJob, tracked: TrackedJob | None) -> Submission:
+        """Submit within the call's budget, under the ledger entry's idempotency key, recording the job id."""
+        from stemkit.budget import current_budget, job_spend
+
+        budget = current_budget()
+        taken: dict[str, float] | None = None
+        if budget is not None:
+            spend = await anyio.to_thread.run_sync(job_spend, self, job.source)
+            try:
+                taken = budget.reserve(spend, what=f"{job.source.name} on {self._label}")
+            except BudgetExceededError:
+                if tracked is not None:
+                    await tracked.discard()
+                raise
+        if tracked is not None:
+            job.idempotency_key = tracked.entry.idempotency_key
+            job.notes = dict(tracked.entry.notes)
+            job.__dict__["_tracked"] = tracked
+        try:
+            upload = await anyio.to_thread.run_sync(lambda: job.source.path) if self._upload_needed(job) else None
+            submission = await self._submit(client, job, upload)
+        except StemkitError as exc:
+            if _refused(exc):  # the provider said no: it holds no job, and nothing was billed
+                if budget is not None and taken is not None:
+                    budget.release(taken)
+                if tracked is not None:
+                    await (tracked.failed(exc) if isinstance(exc, ProviderError) else tracked.discard())
+            raise  # anything else (a cut connection, a timeout) may have reached it: the entry stays open
+        if tracked is not None:
+            await tracked.submitted(submission.job_id)
+        return submission
+
+    # -- resuming a job by its id -------------------------------------------------------------------------
+    async def aresume(
+        self,
+        job_id: str,
+        /,
+        *,
+        audio: Any = None,
+        progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+        cache: Any = None,
+        ledger: Any = None,
+    ) -> StemSet:
+        """Finish job ``job_id`` of this provider — one a :class:`~stemkit.errors.SeparationTimeout` named, or
+        one a process that died left in the job ledger — and return its StemSet, stored in the result cache
+        under the original request's key (so the same ``separate`` call later is a cache hit).
+
+        ``audio`` is the original input; it is needed only when the job was never confirmed submitted, or a
+        requested stem is derived from the mixture (see :func:`stemkit.resume`).
+        """
+        from stemkit.resuming import aresume
+
+        return await aresume(job_id, provider=self, audio=audio, progress=progress, timeout=timeout, cache=cache,
+                             ledger=ledger)  # fmt: skip
+
+    resume = sync_method(aresume, """Blocking :meth:`aresume`: finish job ``job_id`` and return its StemSet.""")
 
     def _choose(self, job: SeparationJob, offered: Sequence[Output]) -> dict[str, Output]:
         """Local file name (without suffix) → output, for what was asked for only."""
@@ -238,6 +384,15 @@ class HostedSeparator(SeparatorBase, Generic[C]):
             with contextlib.suppress(OSError):
                 os.unlink(files["archive"])
         return stems, files.get("mixture")
+
+
+def _refused(exc: StemkitError) -> bool:
+    """A submission the provider definitely did not take: a 4xx answer (not a timeout, conflict or rate limit:
+    those may follow a request it did take), or a problem found before anything was sent."""
+    if isinstance(exc, ProviderError):
+        status = exc.status_code
+        return status is not None and 400 <= status < 500 and status not in (408, 409, 425, 429)
+    return True
 
 
 def _suffix(output: Output) -> str:

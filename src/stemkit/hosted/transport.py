@@ -161,6 +161,7 @@ class AsyncHostedTransport:
         self.limits = limits or Limits()
         self._idempotency_header = idempotency_header
         self._last_rate_limit: RateLimitInfo | None = None
+        self._last_replayed = False
 
         async def strip(request: httpx.Request) -> None:
             self._strip_auth(request)
@@ -186,6 +187,12 @@ class AsyncHostedTransport:
     def last_rate_limit(self) -> RateLimitInfo | None:
         """The ``X-RateLimit-*`` values of the most recent API response that carried them."""
         return self._last_rate_limit
+
+    @property
+    def last_replayed(self) -> bool:
+        """Whether the most recent successful API answer said it replays the answer to an earlier request with
+        the same idempotency key (``Idempotent-Replayed: true``): nothing new was created."""
+        return self._last_replayed
 
     def url(self, path_or_url: str) -> str:
         """``/jobs`` → ``<base_url>/jobs``; an absolute URL is returned as is."""
@@ -412,6 +419,8 @@ class AsyncHostedTransport:
             if info.present:
                 self._last_rate_limit = info
         if reply.is_success:
+            if self.is_api_url(reply.url):
+                self._last_replayed = reply.headers.get("idempotent-replayed", "").strip().lower() == "true"
             return reply
         if reply.status_code in self.retry.retry_statuses:
             raise RetryableStatus(reply, RateLimitInfo.from_headers(reply.headers).retry_after)

@@ -95,6 +95,9 @@ class DspSeparator(SeparatorBase):
             needs_network=False,
             needs_api_key=False,
             cost_unit=None,
+            # Seconds of compute per second of audio, for cost estimates (stemkit.estimate): measured by
+            # bench/dsp_realtime.py (36.7x faster than real time, docs/benchmarks.md), rounded up.
+            extra={"realtime_factor": 0.03},
         )
 
     def __init__(self, target: str | None = None, options: Mapping[str, Any] | BaseModel | None = None) -> None:

@@ -9,7 +9,9 @@ stems Spleeter does not produce directly (e.g. ``instrumental`` from a 4-stem ru
 marked derived. The file is checked against the plan's size limit before upload, streamed up as multipart,
 the job polled (queue position and status reported as progress), and the ZIP streamed to a temporary file
 and extracted safely (:mod:`stemkit_ezstems._archive`). The job's lifecycle (polling, downloads, limits,
-deadlines) is :class:`stemkit.hosted.HostedSeparator`'s, shared by every hosted provider.
+deadlines, the job ledger that resumes a job after a crash) is :class:`stemkit.hosted.HostedSeparator`'s,
+shared by every hosted provider. EzStems is a subscription: a job costs nothing per use but counts against the
+plan (``estimate_cost``); it takes no idempotency key, see ``_submit``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from stemkit.compose.fit import SentAudio
+from stemkit.cost import CostEstimate
 from stemkit.errors import ConfigError
 from stemkit.hosted import (
     HostedSeparator,
@@ -35,6 +39,7 @@ from stemkit.hosted import (
     read_key,
 )
 from stemkit.protocol import Capabilities
+from stemkit.provenance import Cost
 from stemkit.provider import RawResult, SeparationJob
 from stemkit_ezstems._archive import ZipLimits, extract_stems
 from stemkit_ezstems._models import StatusData, UploadData
@@ -42,6 +47,7 @@ from stemkit_ezstems._service import (
     CANONICAL_BY_STEMS,
     DEFAULT_PLAN,
     PLAN_LIMITS,
+    PLAN_TITLES,
     SPLEETER_STEMS,
     UPLOAD_FORMATS,
     Plan,
@@ -166,7 +172,20 @@ class EzStemsSeparator(HostedSeparator[AsyncEzStemsClient]):
     def _transport(self, client: AsyncEzStemsClient) -> Any:
         return client.transport
 
+    def estimate_cost(self, sent: SentAudio) -> CostEstimate:
+        """A subscription: nothing is billed per job, but every job (each piece of a fitted input) counts against
+        the plan's limits, so a budget in ``jobs`` (``max_cost="20 jobs"``) counts them."""
+        plan = PLAN_TITLES[cast(EzStemsOptions, self.options).plan]
+        return CostEstimate(plan_usage=Cost(float(sent.jobs), "jobs"), note=f"counted against the {plan} plan")
+
     async def _submit(self, client: AsyncEzStemsClient, job: SeparationJob, upload: Path | None) -> Submission:
+        """Upload the file: EzStems creates the job in the same request and answers with its id.
+
+        EzStems takes no idempotency key (its API document names none), so ``job.idempotency_key`` is not sent:
+        the lifecycle records the job id in the ledger the moment this returns, and a process killed in the
+        instant between the upload's answer and that record would submit the job again on its next run. Every
+        other crash resumes the recorded job.
+        """
         assert upload is not None
         opts: EzStemsOptions = job.options
         count = self._count(job)

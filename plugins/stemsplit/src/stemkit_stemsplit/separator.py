@@ -19,7 +19,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from stemkit.errors import ConfigError
+from stemkit.errors import ConfigError, ProviderError
 from stemkit.hosted import (
     HostedSeparator,
     JobSnapshot,
@@ -138,12 +138,19 @@ class StemSplitSeparator(HostedSeparator[AsyncStemSplitClient]):
         return client.transport
 
     async def _submit(self, client: AsyncStemSplitClient, job: SeparationJob, upload: Path | None) -> Submission:
+        """Create the job under the ledger's idempotency key (the same on every try of this request).
+
+        The upload is noted in the ledger before the job is created, so that a try after a crash between the
+        two sends the very same body (same ``uploadKey``) under the same key: StemSplit answers it with the job
+        it already created, instead of a second, billed one. An upload it no longer knows is made again.
+        """
         opts: StemSplitOptions = job.options
         src = job.source
         common: dict[str, Any] = {
             "output_type": _TYPE_FOR[frozenset(job.combination)],
             "quality": opts.quality.upper(),
             "output_format": opts.format.upper(),
+            "idempotency_key": job.idempotency_key or True,
         }
         timings: dict[str, float] = {}
         if src.kind == "youtube":
@@ -151,13 +158,29 @@ class StemSplitSeparator(HostedSeparator[AsyncStemSplitClient]):
         elif upload is None:
             created = await client.create_job(source_url=str(src.url), **common)
         else:
-            started = time.perf_counter()
-            name = _upload_name(upload, src.name)
-            job.progress("upload", 0.0, f"uploading {name}")
-            ticket = await client.upload_file(upload, filename=name, progress=_upload_progress(job))
-            timings["upload"] = time.perf_counter() - started
-            created = await client.create_job(upload_key=ticket.upload_key, file_name=name, **common)
-        return Submission(created.id, snapshot(created, created=True), timings)
+            created = await self._create_from_upload(client, job, upload, common, timings)
+        replayed = client.transport.last_replayed  # the job an earlier, interrupted try created
+        return Submission(created.id, snapshot(created, created=True), timings, replayed=replayed)
+
+    async def _create_from_upload(
+        self, client: AsyncStemSplitClient, job: SeparationJob, upload: Path, common: dict[str, Any],
+        timings: dict[str, float],
+    ) -> Job:  # fmt: skip
+        upload_key, file_name = job.notes.get("upload_key"), job.notes.get("file_name")
+        if isinstance(upload_key, str) and isinstance(file_name, str):  # an earlier try uploaded it already
+            try:
+                return await client.create_job(upload_key=upload_key, file_name=file_name, **common)
+            except ProviderError as exc:
+                if exc.status_code != 400 or exc.code != "INVALID_REQUEST":
+                    raise
+                # StemSplit no longer knows that upload, so no job was created from it: upload again.
+        started = time.perf_counter()
+        name = _upload_name(upload, job.source.name)
+        job.progress("upload", 0.0, f"uploading {name}")
+        ticket = await client.upload_file(upload, filename=name, progress=_upload_progress(job))
+        timings["upload"] = time.perf_counter() - started
+        await self._note(job, upload_key=ticket.upload_key, file_name=name)
+        return await client.create_job(upload_key=ticket.upload_key, file_name=name, **common)
 
     async def _status(self, client: AsyncStemSplitClient, job: SeparationJob, job_id: str) -> JobSnapshot:
         get = client.get_youtube_job if job.source.kind == "youtube" else client.get_job
