@@ -410,3 +410,10 @@ def test_every_provider_failing_is_one_error_with_the_trail(song: Path) -> None:
     with pytest.raises(AllProvidersFailedError) as info:
         Chain([_Local(_raise(RuntimeError("a"))), _Local(_raise(RuntimeError("b")))]).separate(song)
     assert len(info.value.attempts) == 2
+
+
+def test_a_fit_keyword_goes_through_the_result_cache(song: Path, tmp_path: Path) -> None:
+    first = stemkit.separate(song, provider="dsp", cache=tmp_path / "cache", fit="off", stems=["vocals"])
+    again = stemkit.separate(song, provider="dsp", cache=tmp_path / "cache", fit="off", stems=["vocals"])
+    assert again.provenance.cache is not None
+    np.testing.assert_array_equal(first["vocals"].audio, again["vocals"].audio)

@@ -246,9 +246,12 @@ class SeparatorBase(abc.ABC):
         from stemkit.config import is_secret_key
         from stemkit.registry import distribution_version
 
+        call = dict(options or {})
+        fit = self._fit_for_call(call)  # core's option, not the plugin's: how an input is made to fit
+        call.pop("fit", None)
         opts = (
-            validate_options(self.Options, {**self._raw_options, **options}, provider=self._label)
-            if options
+            validate_options(self.Options, {**self._raw_options, **call}, provider=self._label)
+            if call
             else self.options
         )
         dumped = opts.model_dump(mode="json")
@@ -258,6 +261,8 @@ class SeparatorBase(abc.ABC):
             "options": {k: v for k, v in sorted(dumped.items()) if not is_secret_key(k)},
             "version": distribution_version(type(self)),
         }
+        if fit != "auto":  # an input that must be fitted comes back differently under another mode
+            identity["fit"] = fit
         if type(self).spec is not SeparatorBase.spec:
             # A provider that renders its own spec says more there than its options do (constructor settings).
             identity["spec"] = self.spec
