@@ -139,3 +139,19 @@ def test_a_singular_matrix_in_a_batch_is_flagged_and_the_others_are_still_factor
         assert lower is not None
         dense = _dense(batch[i], 2.2e-16)
         np.testing.assert_allclose(lower @ lower.T, dense, atol=1e-10 * np.abs(dense).max())
+
+
+def test_a_channel_that_is_a_delayed_copy_of_another_is_singular_though_its_first_block_is_not() -> None:
+    rng = np.random.default_rng(8)
+    lags = 16
+    source = rng.standard_normal(300)
+    source[-3:] = 0.0  # so that the copy delayed by 3 loses nothing: x_b = S³ x_a exactly
+    delayed = np.concatenate([np.zeros(3), source[:-3]])
+    pair = np.stack([source, delayed])
+    correlations = _correlations(pair, lags)
+    assert np.linalg.eigvalsh(_dense(correlations[:, :, :1], 0.0))[0] > 1.0  # lag 0 alone is well-conditioned
+    fine = _correlations(rng.standard_normal((2, 300)), lags)
+    factors = block_toeplitz_cholesky(np.stack([correlations, fine]), 2.2e-16)
+    assert factors[0].lower is None or factors[0].rcond < 1e-10  # singular, found in the factorization
+    assert factors[1].lower is not None
+    assert factors[1].rcond > 1e-3

@@ -126,10 +126,11 @@ def crossing_correlations(
         after = point + offsets  # the `width` y samples from each point on, zeros past the signal's end
         within = after < len(ys[0])
         y_part = np.stack([np.where(within, y[np.minimum(after, len(y) - 1)], 0.0) for y in ys]).astype(np.float64)
-        x_spectrum = fft.rfft(x_part, n=size).conj()
-        y_spectrum = fft.rfft(y_part, n=size)
-        product = x_spectrum[:, None] * y_spectrum[None]  # (a, b, point, bin)
-        correlation = fft.irfft(product, n=size)
-        # x_part[i] is sample point − width + i, so the pair (n, n + k) is at relative lag k − width.
-        out[part] = correlation[..., (np.arange(lags) - width) % size].transpose(2, 0, 1, 3)
+        x_spectrum = fft.rfft(x_part, n=size).conj().transpose(1, 0, 2)[:, :, None]  # (point, a, 1, bin)
+        y_spectrum = fft.rfft(y_part, n=size).transpose(1, 0, 2)[:, None]  # (point, 1, b, bin)
+        correlation = fft.irfft(x_spectrum * y_spectrum, n=size)
+        # x_part[i] is sample point − width + i, so the pair (n, n + k) is at relative lag k − width: lags
+        # 0 .. width − 1 wrap around to the end of the transform, lag `width` is at its start.
+        out[part, :, :, :width] = correlation[..., size - width :]
+        out[part, :, :, width] = correlation[..., 0]
     return out

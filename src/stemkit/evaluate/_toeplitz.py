@@ -92,22 +92,51 @@ def _one_norms(correlations: FloatArray, shift: float) -> FloatArray:
 
 
 def _cholesky(matrices: FloatArray, failed: NDArray[np.bool_]) -> FloatArray:
-    """Lower Cholesky factors of a batch of small matrices; those not positive definite beyond rounding are
-    marked in ``failed`` and factor as the identity (their batch entry is abandoned)."""
+    """Lower Cholesky factors of a batch of small matrices. Where one is not positive definite beyond rounding
+    (or not finite), it is marked in ``failed`` and factors as the identity (its batch entry is abandoned). A
+    factor that succeeds but is nearly singular is left to the condition estimate at the end."""
     try:
         factors = np.asarray(np.linalg.cholesky(matrices), dtype=np.float64)
-        diagonal = np.diagonal(factors, axis1=-2, axis2=-1)
-        if np.all(np.isfinite(factors)) and np.all(diagonal.min(axis=-1) ** 2 > _PIVOT_MARGIN * diagonal.max(-1) ** 2):
+        if np.isfinite(factors).all():
             return factors
     except np.linalg.LinAlgError:
         pass
-    eigenvalues = np.linalg.eigvalsh(np.where(np.isfinite(matrices), matrices, 0.0))
+    finite = np.asarray(np.isfinite(matrices).all(axis=(-2, -1)), dtype=bool)
+    eigenvalues = np.linalg.eigvalsh(np.where(finite[:, None, None], matrices, 0.0))
     largest = np.abs(eigenvalues).max(axis=-1)
-    bad = ~np.isfinite(matrices).all(axis=(-2, -1)) | (eigenvalues[..., 0] <= _PIVOT_MARGIN * largest)
+    bad = ~finite | (eigenvalues[..., 0] <= _PIVOT_MARGIN * largest)
     failed |= bad
     safe = np.where(bad[:, None, None], np.eye(matrices.shape[-1]), matrices)
     result: FloatArray = np.linalg.cholesky(safe)
     return result
+
+
+def _inverse(lower: FloatArray) -> FloatArray:
+    """Inverses of a batch of small Cholesky factors (positive diagonals: always invertible)."""
+    return np.asarray(np.linalg.inv(lower), dtype=np.float64)
+
+
+def _gain(a_t: FloatArray, b_t: FloatArray, failed: NDArray[np.bool_]) -> FloatArray:
+    """``K = b a⁻¹`` for a batch; where ``a`` is singular the entry is marked in ``failed`` (K = 0)."""
+    try:
+        return np.asarray(np.linalg.solve(a_t, b_t), dtype=np.float64).transpose(0, 2, 1)
+    except np.linalg.LinAlgError:
+        pass
+    gain = np.zeros_like(a_t)
+    for i in range(len(a_t)):
+        try:
+            gain[i] = np.linalg.solve(a_t[i], b_t[i]).T
+        except np.linalg.LinAlgError:
+            failed[i] = True
+    return gain
+
+
+def _product(left: FloatArray, right: FloatArray, out: FloatArray, columns: int) -> None:
+    """``out = left @ right`` for a batch of small ``left``, in column chunks of ``right`` that OpenBLAS runs on
+    one thread (see ``_SERIAL_PRODUCT``)."""
+    for first in range(0, right.shape[-1], columns):
+        part = slice(first, first + columns)
+        np.matmul(left, right[..., part], out=out[..., part])
 
 
 def block_toeplitz_cholesky(correlations: FloatArray, shift: float) -> list[Factor]:
@@ -126,44 +155,46 @@ def block_toeplitz_cholesky(correlations: FloatArray, shift: float) -> list[Fact
     # First block row: block k is T[0, k] = Φ(−k) = Φ(k)ᵀ, i.e. first[i, a, k·m + b] = R_ba(k).
     first = np.ascontiguousarray(correlations.transpose(0, 2, 3, 1)).reshape(batch, m, n)
     first[:, :, :m] += shift * eye
-    # Generator: u = L0⁻¹ · first row, v = the same without its leading block (T − Z T Zᵀ = uᵀu − vᵀv).
-    u = np.linalg.solve(_cholesky(first[:, :, :m], failed), first)
-    v = u.copy()
-    v[:, :, :m] = 0.0
-    u[failed], v[failed] = np.tile(eye, lags), 0.0  # an abandoned entry: a = I and b = 0 from now on
+    # The generator: u = L0⁻¹ · first row (the factor's first block row), v = u without its leading block,
+    # so that T − Z T Zᵀ = uᵀu − vᵀv (Z shifts by one block). Each step's u is the factor's next block row
+    # and is kept only there.
     upper = np.zeros((batch, n, n))
-    upper[:, :m, :] = u
-    columns = max(1, (_SERIAL_PRODUCT - 1) // (4 * m * m))
+    upper[:, :m, :] = np.linalg.solve(_cholesky(first[:, :, :m], failed), first)
+    v = upper[:, :m, :].copy()
+    v[:, :, :m] = 0.0
+    trivial = np.tile(eye, lags)  # an abandoned entry's generator from then on: a = I, b = 0
+    upper[failed, :m, :], v[failed] = trivial, 0.0
+    columns = max(1, (_SERIAL_PRODUCT - 1) // (m * m))
+    scratch = np.empty((batch, m, n))
     for step in range(1, lags):
         lo = step * m
-        # [u moved one block to the right; v], from block `step` on.
-        generator = np.concatenate([u[:, :, lo - m : n - m], v[:, :, lo:]], axis=1)
-        a, b = generator[:, :m, :m], generator[:, m:, :m]
+        shifted = upper[:, lo - m : lo, lo - m : n - m]  # u moved one block to the right, from block `step` on
+        rest = v[:, :, lo:]
+        a, b = shifted[:, :, :m], rest[:, :, :m]
         a_t, b_t = a.transpose(0, 2, 1), b.transpose(0, 2, 1)
         # The hyperbolic (J-unitary) transformation that zeroes v's leading block: with K = b a⁻¹,
         # u ← Lt⁻¹ (aᵀ u − bᵀ v) where Lt Ltᵀ = aᵀa − bᵀb, and v ← Lk⁻¹ (v − K u) where Lk Lkᵀ = I − K Kᵀ.
-        gain = np.linalg.solve(a_t, b_t).transpose(0, 2, 1)
         before = failed.copy()
-        pivot_inverse = np.linalg.inv(_cholesky(a_t @ a - b_t @ b, failed))
-        complement_inverse = np.linalg.inv(_cholesky(eye - gain @ gain.transpose(0, 2, 1), failed))
-        theta = np.concatenate(
-            [
-                np.concatenate([pivot_inverse @ a_t, -(pivot_inverse @ b_t)], axis=2),
-                np.concatenate([-(complement_inverse @ gain), complement_inverse], axis=2),
-            ],
-            axis=1,
-        )
-        updated = np.empty_like(generator)
-        for first_column in range(0, generator.shape[-1], columns):
-            part = slice(first_column, first_column + columns)
-            np.matmul(theta, generator[:, :, part], out=updated[:, :, part])
+        gain = _gain(a_t, b_t, failed)
+        pivot_inverse = _inverse(_cholesky(a_t @ a - b_t @ b, failed))
+        complement_inverse = _inverse(_cholesky(eye - gain @ gain.transpose(0, 2, 1), failed))
+        u_from_u, u_from_v = pivot_inverse @ a_t, -(pivot_inverse @ b_t)
+        v_from_u, v_from_v = -(complement_inverse @ gain), complement_inverse
+        if not (np.isfinite(u_from_u).all() and np.isfinite(u_from_v).all() and np.isfinite(v_from_u).all()):
+            failed |= ~np.isfinite(np.concatenate([u_from_u, u_from_v, v_from_u], axis=-1)).all(axis=(-2, -1))
         newly = failed & ~before
         if newly.any():
-            updated[newly] = 0.0
-            updated[newly, :m] = np.tile(eye, lags - step)
-        u[:, :, lo:] = updated[:, :m]
-        v[:, :, lo:] = updated[:, m:]
-        upper[:, lo : lo + m, lo:] = updated[:, :m]
+            u_from_u[newly], u_from_v[newly], v_from_u[newly], v_from_v[newly] = eye, 0.0, 0.0, eye
+        width = n - lo
+        new_v = scratch[:, :, :width]
+        _product(v_from_u, shifted, new_v, columns)
+        new_v += _matmul(v_from_v, rest, columns)
+        new_u = upper[:, lo : lo + m, lo:]
+        _product(u_from_u, shifted, new_u, columns)
+        new_u += _matmul(u_from_v, rest, columns)
+        if newly.any():
+            new_u[newly], new_v[newly] = trivial[:, : width], 0.0
+        rest[...] = new_v
     norms = _one_norms(correlations, shift)
     factors = []
     for i in range(batch):
@@ -172,3 +203,9 @@ def block_toeplitz_cholesky(correlations: FloatArray, shift: float) -> list[Fact
         ok = info == 0 and np.isfinite(rcond) and rcond > 0
         factors.append(Factor(lower if ok else None, float(rcond) if ok else 0.0, correlations[i], shift))
     return factors
+
+
+def _matmul(left: FloatArray, right: FloatArray, columns: int) -> FloatArray:
+    out = np.empty((*left.shape[:-1], right.shape[-1]))
+    _product(left, right, out, columns)
+    return out
