@@ -312,6 +312,57 @@ def _frame_sums(
     return energy, error, silent
 
 
+def _distortion_filters(
+    projector: _Projector, correlations: FloatArray, joint_ok: bool, own_ok: list[bool], channels: int
+) -> tuple[FloatArray, FloatArray]:
+    """The time-invariant distortion filters from the whole track's reference–estimate correlations
+    ``(reference channel, estimate channel, delay)``: ``taps[p, a, j]`` weighs reference channel ``a`` delayed by
+    ``p`` towards estimate channel ``j``, onto every reference (joint) and onto the estimate's own stem. The
+    systems are ordered (delay, channel), as the factors are; a singular one leaves its filters at zero."""
+    width, _, length = correlations.shape
+    rhs = correlations.transpose(2, 0, 1)  # (delay, reference channel, estimate channel)
+    taps_all = np.zeros((length, width, width))
+    if joint_ok:
+        taps_all = projector.joint.solve(rhs.reshape(length * width, width)).reshape(length, width, width)
+    taps_own = np.zeros((length, width, width))
+    for k, factor in enumerate(projector.own):
+        if own_ok[k]:
+            own = slice(k * channels, (k + 1) * channels)
+            solved = factor.solve(np.ascontiguousarray(rhs[:, own, own]).reshape(length * channels, -1))
+            taps_own[:, own, own] = solved.reshape(length, channels, channels)
+    return taps_all, taps_own
+
+
+def _projection_energies(
+    reference_frames: FloatArray, taps_all: FloatArray, taps_own: FloatArray, sources: int
+) -> tuple[FloatArray, FloatArray]:
+    """Per frame and stem, the energies of ``P_all``, ``P_own``, ``P_all − P_own`` and ``P_own − s`` (frame,
+    quantity, stem), and the magnitudes summed into each (the scale of its rounding).
+
+    ``‖Σ_a x_a * h_a‖²`` over a frame is ``Σ_ab Σ_τ r_ab(τ)·A_ab(τ)`` with the frame's reference correlations
+    ``r`` and the filters' ``A_ab(τ) = Σ_q h_a[q + τ]·h_b[q]``, over lags of both signs; ``r_ab(−τ)·A_ab(−τ) =
+    r_ba(τ)·A_ba(τ)``, so with ``r`` kept for τ ≥ 0 the lags τ ≥ 1 count twice. Every frame's energies are
+    then one matrix product."""
+    from scipy import fft
+
+    length, width, _ = taps_all.shape
+    frames = len(reference_frames)
+    identity = np.zeros((length, width, width))
+    identity[0] = np.eye(width)
+    filters = np.stack([taps_all, taps_own, taps_all - taps_own, taps_own - identity]).transpose(0, 3, 2, 1)
+    size = fft.next_fast_len(2 * length - 1, real=True)
+    spectra = fft.rfft(filters, n=size, axis=-1)  # (quantity, estimate channel, reference channel, bins)
+    autocorrelations = fft.irfft(spectra[:, :, :, None] * spectra[:, :, None, :].conj(), n=size, axis=-1)
+    weights = np.full(length, 2.0)
+    weights[0] = 1.0
+    kernels = (autocorrelations[..., :length] * weights).reshape(4 * width, -1)
+    flat = reference_frames.reshape(frames, -1)
+    channels = width // sources
+    energies = (flat @ kernels.T).reshape(frames, 4, sources, channels).sum(axis=-1)
+    magnitudes = (np.abs(flat) @ np.abs(kernels).T).reshape(frames, 4, sources, channels).sum(axis=-1)
+    return energies, magnitudes
+
+
 @dataclass
 class _Projector:
     """What a set of references needs to decompose estimates: the joint and per-stem factorizations."""
@@ -465,14 +516,11 @@ class BssReferences:
         values: dict[str, dict[str, FloatArray]],
         notes: dict[str, str],
     ) -> None:
-        from scipy import fft
-
         rows = self._rows(names)
         cross = self._correlate([e[c] for e in estimates for c in range(self.channels)], names)
         assert cross is not None
         projector = self.projector(names)
-        sources, channels, length = len(names), self.channels, self.filter_length
-        width = sources * channels
+        sources, channels = len(names), self.channels
         joint_ok = projector.joint.rcond >= RCOND_LIMIT
         own_ok = [f.rcond >= RCOND_LIMIT for f in projector.own]
         for k, name in enumerate(names):
@@ -484,37 +532,10 @@ class BssReferences:
             if reasons:
                 notes[name] = "; ".join(reasons)
 
-        # Distortion filters (time-invariant, from the whole track), taps[p, a, j]: reference channel a delayed
-        # by p towards estimate channel j. The systems are ordered (delay, channel), as the factors are.
-        rhs = cross.whole.transpose(2, 0, 1)  # (delay, reference channel, estimate channel)
-        taps_all = np.zeros((length, width, width))
-        if joint_ok:
-            taps_all = projector.joint.solve(rhs.reshape(length * width, width)).reshape(length, width, width)
-        taps_own = np.zeros((length, width, width))
-        for k in range(sources):
-            if own_ok[k]:
-                own = slice(k * channels, (k + 1) * channels)
-                solved = projector.own[k].solve(np.ascontiguousarray(rhs[:, own, own]).reshape(length * channels, -1))
-                taps_own[:, own, own] = solved.reshape(length, channels, channels)
-        identity = np.zeros((length, width, width))
-        identity[0] = np.eye(width)
-        # The filters whose output energies a frame needs: P_all, P_own, P_all − P_own, P_own − s.
-        filters = np.stack([taps_all, taps_own, taps_all - taps_own, taps_own - identity]).transpose(0, 3, 2, 1)
-
-        # ‖Σ_a x_a * h_a‖² over a frame = Σ_ab Σ_τ r_ab(τ)·A_ab(τ), A_ab(τ) = Σ_q h_a[q + τ]·h_b[q], with the
-        # frame's reference correlations r for lags of both signs: r_ab(−τ)·A_ab(−τ) = r_ba(τ)·A_ba(τ), so the
-        # lags τ ≥ 1 count twice.
-        size = fft.next_fast_len(2 * length - 1, real=True)
-        spectra = fft.rfft(filters, n=size, axis=-1)  # (family, estimate channel, reference channel, bins)
-        autocorrelations = fft.irfft(spectra[:, :, :, None] * spectra[:, :, None, :].conj(), n=size, axis=-1)
-        weights = np.full(length, 2.0)
-        weights[0] = 1.0
-        kernels = (autocorrelations[..., :length] * weights).reshape(4 * width, -1)
+        taps_all, taps_own = _distortion_filters(projector, cross.whole, joint_ok, own_ok, channels)
         auto = self._auto_correlations()
         ref_frames = auto.frames if len(rows) == auto.frames.shape[1] else auto.frames[:, rows][:, :, rows]
-        flat = ref_frames.reshape(self.frames, -1)
-        energies = (flat @ kernels.T).reshape(self.frames, 4, sources, channels).sum(axis=-1)
-        magnitudes = (np.abs(flat) @ np.abs(kernels).T).reshape(self.frames, 4, sources, channels).sum(axis=-1)
+        energies, magnitudes = _projection_energies(ref_frames, taps_all, taps_own, sources)
         # ⟨ŝ_j, P_all_j⟩ over a frame: the frame's reference–estimate correlations against the filters.
         inner = np.einsum("fajp,paj->fj", cross.frames, taps_all).reshape(self.frames, sources, channels).sum(-1)
         inner_scale = np.einsum("fajp,paj->fj", np.abs(cross.frames), np.abs(taps_all))
