@@ -16,15 +16,24 @@ The algorithm (Vincent, Gribonval & Févotte 2006; version 4 as in SiSEC 2018, L
 3. A frame in which any reference or estimate is silent (every sample's channel sum is zero) is undefined
    (NaN) for every stem; SiSEC 2018 reports the **median over frames**.
 
-How it is computed (vectorized, no frame loop in Python): the Gram matrix of the delayed references and the
-correlations between references and estimates need only lags below ``filter_length``, so they come from
-block-wise FFTs summed in the frequency domain (one small matrix product per frequency) instead of
-full-length transforms; the normal equations are solved by a Cholesky factorization; per-frame energies
-come from the frames' spectra by Parseval's theorem, so no projection is ever brought back to the time
-domain. Everything that depends only on the references (their correlations, the factorized Gram
-matrices) lives in a :class:`BssReferences` and is computed once however many estimates are scored against
-it. The result matches museval 0.4.1 to ~1e-10 dB per frame on well-conditioned input (the tests check
-0.01 dB) and runs far faster (``bench/evaluate_bsseval.py``, ``docs/benchmarks.md``).
+How it is computed — no projection is ever built, in time or frequency:
+
+- Everything rests on short-lag correlations (lags below ``filter_length``) of the references with each
+  other and with the estimates, over the whole track and over each frame. One pass of blocked FFTs gives
+  both (:mod:`stemkit.evaluate._lagcorr`): a run of blocks per frame, the channel pairs' cross-spectra
+  summed per frame by one small matrix product per frequency, one inverse transform per frame.
+- The normal equations' Gram matrix is block-Toeplitz; its Cholesky factor comes from the generalized Schur
+  algorithm in ``O(m·n²)`` instead of a dense ``n³/3`` factorization (:mod:`stemkit.evaluate._toeplitz`).
+- A frame's projection energies are quadratic forms of the filters in the frame's reference correlations:
+  ``‖Σ_a x_a * h_a‖² = Σ_ab Σ_τ r_ab(τ)·(h_a ⋆ h_b)(τ)``, so every frame's four energies of every stem are one
+  matrix product of the frames' correlations with the filters' autocorrelations; ``⟨ŝ, P_all⟩`` is the
+  frame's reference–estimate correlations against the filters. SDR's error energy is summed in time.
+- What depends only on the references (their correlations, whole-track and per frame; the factorized Gram
+  matrices) lives in a :class:`BssReferences` and is computed once however many estimates are scored
+  against it — during the first estimate's pass, which reads the references' blocks once for both.
+
+The result matches museval 0.4.1 to ~1e-9 dB per frame on well-conditioned input (the tests check 0.01 dB)
+and runs over 20× faster (``bench/evaluate_bsseval.py``, ``docs/benchmarks.md``).
 
 Where stemkit says more than museval:
 
@@ -36,9 +45,10 @@ Where stemkit says more than museval:
   :attr:`BssFrames.notes`. SDR does not use the projection and stays defined.
 - **A perfect estimate** (equal to its reference over a frame) scores +inf on all four metrics, where
   museval gives +inf SDR and rounding noise (~150–300 dB) for the other three. Likewise a projection
-  residual below the solve's resolution (``(eps · condition number)²`` of the estimate's energy, i.e. a
-  ratio beyond ~130-190 dB) is rounding, and its ratio reads +inf: the SAR of the mixture baseline, whose
-  estimate lies exactly in the references' span, is +inf, not museval's ~150 dB of noise.
+  residual below what the computation can resolve reads +inf: below the solve's resolution
+  (``(eps · condition number)²`` of the estimate's energy), or below the rounding of the correlations it is
+  computed from (~100·eps of the magnitudes summed; a ratio beyond ~130 dB). The SAR of the mixture
+  baseline, whose estimate lies exactly in the references' span, is +inf, not museval's ~150 dB of noise.
 - **A stem silent throughout** (reference or estimate), which museval refuses, is left out of the joint
   evaluation with NaN for its four metrics and a note; the other stems are still scored.
 
@@ -59,6 +69,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
 from stemkit.errors import ConfigError, InputError
+from stemkit.evaluate._lagcorr import Channel, crossing_correlations, lag_correlations
+from stemkit.evaluate._toeplitz import Factor, block_toeplitz_cholesky
 
 __all__ = [
     "BSS_METRICS",
@@ -88,12 +100,15 @@ MUSEVAL_HINT = 'pip install "stemkit[museval]" (or: pip install museval)'
 # museval adds float64's epsilon to the Gram matrix's diagonal before solving; so does stemkit, to solve the
 # same system.
 _EPS = float(np.finfo(np.float64).eps)
-# FFT size of the block-wise correlations: 16 384 leaves 15 362 samples per block with 512-tap filters.
-_XCORR_FFT = 1 << 14
-_XCORR_GROUP = 16  # blocks transformed at once (memory: channels x group x FFT size)
-_FRAME_CHUNK = 8  # frames transformed at once in the per-frame pass
+# A residual energy computed from correlations carries rounding of about eps times the magnitudes summed into
+# it (FFT rounding grows with the transform's log-length, and the sums run over thousands of terms); below
+# this many eps of that scale it is indistinguishable from zero.
+_ROUNDING = 128.0
+_FRAME_CHUNK = 16  # frames summed at once in the time-domain passes
+_SILENCE_CHUNK = 1 << 20  # samples summed at once when testing a whole stem for silence
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 Backend = Literal["native", "museval"]
 
 
@@ -163,17 +178,23 @@ def _frame_median(values: FloatArray) -> float:
     return float(np.median(finite)) if finite.size else float("nan")
 
 
-def _as_sources(stems: Mapping[str, ArrayLike], names: Sequence[str], what: str) -> FloatArray:
-    arrays = []
+def _validated(stems: Mapping[str, ArrayLike], names: Sequence[str], what: str) -> list[NDArray[np.floating[Any]]]:
+    """The named stems as (channels, samples) float arrays of one shape, finite; their own dtype is kept
+    (float32 audio is widened to float64 piece by piece where it is computed with)."""
+    arrays: list[NDArray[np.floating[Any]]] = []
     for name in names:
-        arr = np.asarray(stems[name], dtype=np.float64)
+        arr = np.asarray(stems[name])
+        if not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float64)
         if arr.ndim == 1:
             arr = arr[np.newaxis, :]
         if arr.ndim != 2 or arr.shape[-1] == 0:
             raise InputError(f"bss_eval: {what} {name!r} has shape {arr.shape}; pass (channels, samples) audio")
-        if not np.all(np.isfinite(arr)):
+        # A sum is finite when every sample is (it could overflow only on samples near float64's limit, which
+        # the full test then clears).
+        if not np.isfinite(arr.sum(dtype=np.float64)) and not np.all(np.isfinite(arr)):
             raise InputError(f"bss_eval: {what} {name!r} has NaN or infinite samples; pass finite audio")
-        arrays.append(arr)
+        arrays.append(np.ascontiguousarray(arr))
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise InputError(
@@ -181,78 +202,165 @@ def _as_sources(stems: Mapping[str, ArrayLike], names: Sequence[str], what: str)
             f"({', '.join(f'{n}: {a.shape}' for n, a in zip(names, arrays, strict=True))}); "
             "align them first (stemkit.evaluate.align.match)"
         )
-    return np.stack(arrays)
+    return arrays
 
 
-def _silent(source: FloatArray) -> bool:
+def _as_sources(stems: Mapping[str, ArrayLike], names: Sequence[str], what: str) -> FloatArray:
+    """(sources, channels, samples) float64, as museval takes them."""
+    return np.stack([np.asarray(a, dtype=np.float64) for a in _validated(stems, names, what)])
+
+
+def _silent(source: NDArray[np.floating[Any]]) -> bool:
     """museval's test for one (channels, samples) source: every sample's channel sum is zero."""
-    return not bool(np.any(source.sum(axis=0)))
+    for first in range(0, source.shape[-1], _SILENCE_CHUNK):
+        if np.any(source[:, first : first + _SILENCE_CHUNK].sum(axis=0, dtype=np.float64)):
+            return False
+    return True
 
 
-def _lagged_xcorr(x: FloatArray, y: FloatArray, lo: int, hi: int) -> FloatArray:
-    """``r[a, b, k - lo] = Σ_n x[a, n]·y[b, n + k]`` for lags ``lo ≤ k ≤ hi``, samples outside taken as zero.
+@dataclass(frozen=True)
+class _Layout:
+    """museval's frames, and the runs the correlations are computed over: the stretches between consecutive
+    frame boundaries (for hop = window, the frames themselves and the tail after the last one)."""
 
-    Only a few hundred lags are needed, so the signals are cut into blocks (``x`` plain, ``y`` widened by the
-    lag range) whose cross-spectra are summed over blocks; one inverse transform per pair at the end.
-    """
-    from scipy import fft
+    length: int
+    window: int
+    hop: int
 
-    channels_x, n = x.shape
-    channels_y = y.shape[0]
-    span = hi - lo
-    size = _XCORR_FFT
-    while size - span < size // 2:
-        size *= 2
-    block = size - span
-    blocks = -(-n // block)
-    x_padded = np.zeros((channels_x, blocks * block))
-    x_padded[:, :n] = x
-    x_blocks = x_padded.reshape(channels_x, blocks, block)
-    # y_padded[i] = y[i + lo]: block b reads y[b·block + lo, b·block + lo + size).
-    y_padded = np.zeros((channels_y, blocks * block + size))
-    first = max(0, -lo)
-    y_padded[:, first : first + n - max(0, lo)] = y[:, max(0, lo) :]
-    y_blocks = sliding_window_view(y_padded, size, axis=-1)[:, ::block][:, :blocks]
-    acc = np.zeros((size // 2 + 1, channels_x, channels_y), dtype=np.complex128)
-    for start in range(0, blocks, _XCORR_GROUP):
-        spec_x = fft.rfft(x_blocks[:, start : start + _XCORR_GROUP], n=size, axis=-1)
-        spec_y = fft.rfft(y_blocks[:, start : start + _XCORR_GROUP], axis=-1)
-        # Per frequency: (channels_x × blocks) @ (blocks × channels_y), summing over the blocks.
-        acc += np.matmul(spec_x.transpose(2, 0, 1).conj(), spec_y.transpose(2, 1, 0))
-    corr = fft.irfft(acc, n=size, axis=0)[: span + 1]
-    return np.ascontiguousarray(corr.transpose(1, 2, 0))
+    @property
+    def count(self) -> int:
+        """Whole windows only, or one frame when the track is shorter than a window."""
+        if self.window < self.length:
+            return int((self.length - self.window + self.hop) // self.hop)
+        return 1
+
+    @property
+    def frame_length(self) -> int:
+        return int(min(self.window, self.length))
+
+    @property
+    def starts(self) -> IntArray:
+        return np.arange(self.count, dtype=np.int64) * self.hop
+
+    @property
+    def ends(self) -> IntArray:
+        return self.starts + self.frame_length
+
+    def runs(self) -> tuple[IntArray, list[tuple[int, int]]]:
+        """``[start, end)`` of every run, and for every frame the range of runs it is made of."""
+        bounds = np.unique(np.concatenate([[0, self.length], self.starts, self.ends]))
+        runs = np.stack([bounds[:-1], bounds[1:]], axis=1).astype(np.int64)
+        first = np.searchsorted(bounds, self.starts)
+        last = np.searchsorted(bounds, self.ends)
+        return runs, list(zip(first.tolist(), last.tolist(), strict=True))
+
+    def framed(self, source: NDArray[np.floating[Any]]) -> NDArray[Any]:
+        """(channels, frames, frame length) view of a (channels, samples) source."""
+        view = sliding_window_view(source, self.frame_length, axis=-1)
+        return view[:, :: self.hop][:, : self.count]
 
 
 @dataclass
-class _Factor:
-    """A factorized Gram matrix (upper Cholesky), or why it could not be used."""
+class _Correlations:
+    """Short-lag correlations ``Σ x_a[n]·y_b[n + k]``, ``0 ≤ k < filter length``: over the whole track
+    ``(a, b, k)`` and restricted to each frame (both samples inside it) ``(frame, a, b, k)``."""
 
-    factor: FloatArray | None
-    rcond: float
-
-
-def _factorize(gram: FloatArray) -> _Factor:
-    """Cholesky of ``gram + eps·I`` (museval's system) with LAPACK's estimate of its reciprocal condition.
-    ``gram`` is overwritten."""
-    from scipy.linalg import cho_factor
-    from scipy.linalg.lapack import dpocon
-
-    regularized = gram  # factorized in place: the caller hands over its matrix
-    regularized.flat[:: gram.shape[0] + 1] += _EPS
-    norm = float(np.abs(regularized).sum(axis=0).max())
-    try:
-        factor, _ = cho_factor(regularized, lower=False, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return _Factor(None, 0.0)  # not positive definite: singular to working precision
-    rcond, info = dpocon(factor, norm)
-    return _Factor(factor, float(rcond) if info == 0 else 0.0)
+    whole: FloatArray
+    frames: FloatArray
 
 
-def _solve(factor: _Factor, rhs: FloatArray) -> FloatArray:
-    from scipy.linalg import cho_solve
+def _collect(
+    per_run: FloatArray, layout: _Layout, xs: Sequence[Channel], ys: Sequence[Channel], lags: int
+) -> _Correlations:
+    """Whole-track and per-frame correlations from the runs' (which read ``y`` past their end): the whole
+    track is the sum of its runs; a frame is the sum of its runs less the pairs that cross its end. ``per_run``
+    is reused for the frames where each frame is one run (hop = window)."""
+    _, members = layout.runs()
+    whole = per_run.sum(axis=0)
+    crossing = crossing_correlations(xs, ys, layout.ends, layout.starts, lags)
+    if all(span == (f, f + 1) for f, span in enumerate(members)):
+        frames = per_run[: layout.count]
+    else:
+        frames = np.empty((layout.count, *per_run.shape[1:]))
+        for f, (first, last) in enumerate(members):
+            frames[f] = per_run[first:last].sum(axis=0)
+    frames -= crossing
+    return _Correlations(whole, frames)
 
-    assert factor.factor is not None
-    return np.asarray(cho_solve((factor.factor, False), rhs, check_finite=False))
+
+def _frame_sums(
+    layout: _Layout,
+    sources: Sequence[NDArray[np.floating[Any]]],
+    references: Sequence[NDArray[np.floating[Any]]] | None = None,
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+    """Per source and frame, in float64: the source's energy, the energy of its difference from its reference
+    (zeros without references), and whether the source is silent in the frame (every channel sum zero)."""
+    frames = layout.count
+    energy, error = np.zeros((len(sources), frames)), np.zeros((len(sources), frames))
+    silent = np.zeros((len(sources), frames), dtype=bool)
+    for k, source in enumerate(sources):
+        framed = layout.framed(source)
+        framed_reference = layout.framed(references[k]) if references is not None else None
+        for first in range(0, frames, _FRAME_CHUNK):
+            part = slice(first, min(frames, first + _FRAME_CHUNK))
+            block = np.asarray(framed[:, part], dtype=np.float64)
+            energy[k, part] = np.einsum("ctn,ctn->t", block, block)
+            silent[k, part] = ~np.any(block.sum(axis=0), axis=-1)
+            if framed_reference is not None:
+                difference = block - framed_reference[:, part]
+                error[k, part] = np.einsum("ctn,ctn->t", difference, difference)
+    return energy, error, silent
+
+
+def _distortion_filters(
+    projector: _Projector, correlations: FloatArray, joint_ok: bool, own_ok: list[bool], channels: int
+) -> tuple[FloatArray, FloatArray]:
+    """The time-invariant distortion filters from the whole track's reference–estimate correlations
+    ``(reference channel, estimate channel, delay)``: ``taps[p, a, j]`` weighs reference channel ``a`` delayed by
+    ``p`` towards estimate channel ``j``, onto every reference (joint) and onto the estimate's own stem. The
+    systems are ordered (delay, channel), as the factors are; a singular one leaves its filters at zero."""
+    width, _, length = correlations.shape
+    rhs = correlations.transpose(2, 0, 1)  # (delay, reference channel, estimate channel)
+    taps_all = np.zeros((length, width, width))
+    if joint_ok:
+        taps_all = projector.joint.solve(rhs.reshape(length * width, width)).reshape(length, width, width)
+    taps_own = np.zeros((length, width, width))
+    for k, factor in enumerate(projector.own):
+        if own_ok[k]:
+            own = slice(k * channels, (k + 1) * channels)
+            solved = factor.solve(np.ascontiguousarray(rhs[:, own, own]).reshape(length * channels, -1))
+            taps_own[:, own, own] = solved.reshape(length, channels, channels)
+    return taps_all, taps_own
+
+
+def _projection_energies(
+    reference_frames: FloatArray, taps_all: FloatArray, taps_own: FloatArray, sources: int
+) -> tuple[FloatArray, FloatArray]:
+    """Per frame and stem, the energies of ``P_all``, ``P_own``, ``P_all − P_own`` and ``P_own − s`` (frame,
+    quantity, stem), and the magnitudes summed into each (the scale of its rounding).
+
+    ``‖Σ_a x_a * h_a‖²`` over a frame is ``Σ_ab Σ_τ r_ab(τ)·A_ab(τ)`` with the frame's reference correlations
+    ``r`` and the filters' ``A_ab(τ) = Σ_q h_a[q + τ]·h_b[q]``, over lags of both signs; ``r_ab(−τ)·A_ab(−τ) =
+    r_ba(τ)·A_ba(τ)``, so with ``r`` kept for τ ≥ 0 the lags τ ≥ 1 count twice. Every frame's energies are
+    then one matrix product."""
+    from scipy import fft
+
+    length, width, _ = taps_all.shape
+    frames = len(reference_frames)
+    identity = np.zeros((length, width, width))
+    identity[0] = np.eye(width)
+    filters = np.stack([taps_all, taps_own, taps_all - taps_own, taps_own - identity]).transpose(0, 3, 2, 1)
+    size = fft.next_fast_len(2 * length - 1, real=True)
+    spectra = fft.rfft(filters, n=size, axis=-1)  # (quantity, estimate channel, reference channel, bins)
+    autocorrelations = fft.irfft(spectra[:, :, :, None] * spectra[:, :, None, :].conj(), n=size, axis=-1)
+    weights = np.full(length, 2.0)
+    weights[0] = 1.0
+    kernels = (autocorrelations[..., :length] * weights).reshape(4 * width, -1)
+    flat = reference_frames.reshape(frames, -1)
+    channels = width // sources
+    energies = (flat @ kernels.T).reshape(frames, 4, sources, channels).sum(axis=-1)
+    magnitudes = (np.abs(flat) @ np.abs(kernels).T).reshape(frames, 4, sources, channels).sum(axis=-1)
+    return energies, magnitudes
 
 
 @dataclass
@@ -260,15 +368,18 @@ class _Projector:
     """What a set of references needs to decompose estimates: the joint and per-stem factorizations."""
 
     names: tuple[str, ...]
-    joint: _Factor
-    own: list[_Factor]
+    joint: Factor
+    own: list[Factor]
 
 
 class BssReferences:
     """References prepared for BSSEval v4: scoring several estimates against them computes what depends only
-    on the references (their lagged correlations, the factorized Gram matrices) once.
+    on the references (their lagged correlations, whole-track and per frame; the factorized Gram matrices)
+    once.
 
-    ``references`` maps stem → ``(channels, samples)`` audio, all of one shape, at ``sample_rate``.
+    ``references`` maps stem → ``(channels, samples)`` audio, all of one shape, at ``sample_rate``, float32
+    or float64 (computed in float64 either way). The arrays are used where they are, not copied (a song's
+    stems are hundreds of megabytes): leave them unchanged while scoring against these references.
     """
 
     def __init__(
@@ -293,71 +404,77 @@ class BssReferences:
             raise InputError(f"bss_eval: filter_length must be at least 1, got {filter_length}")
         self.names = tuple(references)
         self.sample_rate = int(sample_rate)
-        self.sources = _as_sources(references, self.names, "reference")
-        _, self.channels, self.length = self.sources.shape
+        arrays = _validated(references, self.names, "reference")
+        self.channels, self.length = arrays[0].shape
         self.window = max(1, round(window_seconds * sample_rate))
         self.hop = max(1, round(hop_seconds * sample_rate))
         self.filter_length = int(filter_length)
-        self.silent = {name: _silent(src) for name, src in zip(self.names, self.sources, strict=True)}
-        self._correlations: FloatArray | None = None
+        self.silent = {name: _silent(src) for name, src in zip(self.names, arrays, strict=True)}
+        self._layout = _Layout(self.length, self.window, self.hop)
+        # The arrays themselves, not copies: a song's stems are hundreds of megabytes, read a few times.
+        self._sources = arrays
+        self._energy, _, self._silent_frames = _frame_sums(self._layout, self._sources)
+        self._auto: _Correlations | None = None
         self._projectors: dict[tuple[str, ...], _Projector] = {}
 
-    # -- frames ----------------------------------------------------------------------------------------
+    @property
+    def sources(self) -> list[NDArray[np.floating[Any]]]:
+        """The references, one (channels, samples) array per stem, in their own dtype."""
+        return list(self._sources)
+
     @property
     def frames(self) -> int:
         """museval's frame count: whole windows only, or one frame when the track is shorter than a window."""
-        if self.window < self.length:
-            return int((self.length - self.window + self.hop) // self.hop)
-        return 1
+        return self._layout.count
 
     @property
     def frame_length(self) -> int:
-        return int(min(self.window, self.length))
+        return self._layout.frame_length
 
-    def _framed(self, sources: FloatArray) -> NDArray[Any]:
-        """(sources, channels, frames, frame_length) view of (sources, channels, samples)."""
-        return sliding_window_view(sources, self.frame_length, axis=-1)[..., :: self.hop, :][..., : self.frames, :]
+    def _rows(self, names: Sequence[str]) -> list[int]:
+        """Indices of the named stems' channels among all the references' channels, in order."""
+        return [self.names.index(n) * self.channels + c for n in names for c in range(self.channels)]
+
+    def _channels(self, names: Sequence[str]) -> list[Channel]:
+        return [self._sources[self.names.index(n)][c] for n in names for c in range(self.channels)]
 
     # -- the reference-only part -----------------------------------------------------------------------
-    def _lag_correlations(self) -> FloatArray:
-        """Correlations of every reference channel with every other at lags ±(filter_length − 1)."""
-        if self._correlations is None:
-            flat = self.sources.reshape(-1, self.length)
-            lag = self.filter_length - 1
-            self._correlations = _lagged_xcorr(flat, flat, -lag, lag)
-        return self._correlations
+    def _correlate(self, estimates: list[Channel] | None, names: Sequence[str]) -> _Correlations | None:
+        """One pass over the references' blocks: their own correlations the first time (kept), and the named
+        stems' correlations with ``estimates`` (their channels, in order) when given."""
+        runs, _ = self._layout.runs()
+        lags = self.filter_length
+        if self._auto is None:
+            everything = self._channels(self.names)
+            groups = [everything] if estimates is None else [everything, estimates]
+            per_run = lag_correlations(everything, groups, runs, lags)
+            self._auto = _collect(per_run[0], self._layout, everything, everything, lags)
+            if estimates is None:
+                return None
+            rows = self._rows(names)
+            with_estimates = per_run[1] if len(rows) == len(everything) else per_run[1][:, rows]
+        elif estimates is None:
+            return None
+        else:
+            (with_estimates,) = lag_correlations(self._channels(names), [estimates], runs, lags)
+        return _collect(with_estimates, self._layout, self._channels(names), estimates, lags)
 
-    def _gram(self, indices: Sequence[int]) -> FloatArray:
-        """Gram matrix of the delayed copies of the channels of ``indices``: rows (source, channel, delay).
-
-        ``<x_a delayed p, x_b delayed q> = r_ab(p − q)``: every block is Toeplitz, read as a strided view of
-        the reversed correlation. LAPACK's Cholesky reads one triangle only, so the blocks are copied as
-        computed, without symmetrizing away the FFT rounding between ``r_ab(k)`` and ``r_ba(−k)``.
-        """
-        corr = self._lag_correlations()
-        length, channels = self.filter_length, self.channels
-        rows = [i * channels + c for i in indices for c in range(channels)]
-        gram = np.empty((len(rows) * length, len(rows) * length))
-        for i, a in enumerate(rows):
-            for j, b in enumerate(rows):
-                # corr[a, b] holds lags −(length−1)..(length−1); reversed, row p of the block starts at
-                # lag p: T[p, q] = r(p − q) = reversed[(length − 1) − p + q].
-                reversed_corr = corr[a, b, ::-1]
-                block = sliding_window_view(reversed_corr, length)[::-1]
-                gram[i * length : (i + 1) * length, j * length : (j + 1) * length] = block
-        return gram
+    def _auto_correlations(self) -> _Correlations:
+        if self._auto is None:
+            self._correlate(None, ())
+        assert self._auto is not None
+        return self._auto
 
     def projector(self, names: tuple[str, ...]) -> _Projector:
+        """The factorized Gram matrices of the named stems' delayed references (joint, and each stem's own)."""
         found = self._projectors.get(names)
         if found is None:
-            indices = [self.names.index(n) for n in names]
-            gram = self._gram(indices)
-            block = self.channels * self.filter_length
-            own = [
-                _factorize(gram[k * block : (k + 1) * block, k * block : (k + 1) * block].copy())
-                for k in range(len(names))
-            ]
-            found = _Projector(names, _factorize(gram), own)
+            whole = self._auto_correlations().whole
+            rows = self._rows(names)
+            joint = block_toeplitz_cholesky(whole[np.ix_(rows, rows)][np.newaxis], _EPS)[0]
+            own_rows = [self._rows([n]) for n in names]
+            own = block_toeplitz_cholesky(np.stack([whole[np.ix_(r, r)] for r in own_rows]), _EPS)
+            found = _Projector(names, joint, own)
             self._projectors[names] = found
         return found
 
@@ -370,41 +487,40 @@ class BssReferences:
                 "bss_eval: no stem has both a reference and an estimate "
                 f"(references: {', '.join(self.names)}; estimates: {', '.join(estimates) or 'none'})"
             )
-        ests = _as_sources(estimates, names, "estimate")
-        if ests.shape[1:] != (self.channels, self.length):
+        arrays = _validated(estimates, names, "estimate")
+        if arrays[0].shape != (self.channels, self.length):
             raise InputError(
-                f"bss_eval: estimates of shape {ests.shape[1:]} do not match the references' "
+                f"bss_eval: estimates of shape {arrays[0].shape} do not match the references' "
                 f"{(self.channels, self.length)}; align them first (stemkit.evaluate.align.match)"
             )
         nan = np.full(self.frames, np.nan)
         values = {n: {m: nan.copy() for m in BSS_METRICS} for n in names}
         notes: dict[str, str] = {}
         usable: list[str] = []
-        for k, name in enumerate(names):
+        for name, arr in zip(names, arrays, strict=True):
             if self.silent[name]:
                 notes[name] = "its reference is silent throughout: BSSEval v4 is undefined for it"
-            elif _silent(ests[k]):
+            elif _silent(arr):
                 notes[name] = "the estimate is silent throughout: BSSEval v4 is undefined for it"
             else:
                 usable.append(name)
-        starts = np.arange(self.frames, dtype=np.float64) * self.hop / self.sample_rate
+        starts = self._layout.starts.astype(np.float64) / self.sample_rate
         if usable:
-            chosen = [names.index(n) for n in usable]
-            self._score(tuple(usable), ests[chosen], values, notes)
+            self._score(tuple(usable), [arrays[names.index(n)] for n in usable], values, notes)
         return BssFrames(tuple(names), values, starts, notes)
 
     def _score(
-        self, names: tuple[str, ...], ests: FloatArray, values: dict[str, dict[str, FloatArray]], notes: dict[str, str]
+        self,
+        names: tuple[str, ...],
+        estimates: list[NDArray[np.floating[Any]]],
+        values: dict[str, dict[str, FloatArray]],
+        notes: dict[str, str],
     ) -> None:
-        from scipy import fft
-
+        rows = self._rows(names)
+        cross = self._correlate([e[c] for e in estimates for c in range(self.channels)], names)
+        assert cross is not None
         projector = self.projector(names)
-        indices = [self.names.index(n) for n in names]
-        refs = self.sources[indices]
-        sources, channels, length = len(names), self.channels, self.filter_length
-        width = sources * channels
-        flat_refs = refs.reshape(width, self.length)
-        flat_ests = ests.reshape(width, self.length)
+        sources, channels = len(names), self.channels
         joint_ok = projector.joint.rcond >= RCOND_LIMIT
         own_ok = [f.rcond >= RCOND_LIMIT for f in projector.own]
         for k, name in enumerate(names):
@@ -416,75 +532,47 @@ class BssReferences:
             if reasons:
                 notes[name] = "; ".join(reasons)
 
-        # Distortion filters (time-invariant, from the whole track): solve G·C = D for every estimate channel.
-        corr = _lagged_xcorr(flat_refs, flat_ests, 0, length - 1)  # (ref channel, est channel, delay)
-        rhs = corr.transpose(0, 2, 1).reshape(width * length, width)
-        taps_all = np.zeros((width, length, width))
-        if joint_ok:
-            taps_all = _solve(projector.joint, rhs).reshape(width, length, width)
-        taps_own = np.zeros((sources, channels, length, channels))
-        block = channels * length
-        for k in range(sources):
-            if own_ok[k]:
-                own_rhs = rhs[k * block : (k + 1) * block, k * channels : (k + 1) * channels]
-                taps_own[k] = _solve(projector.own[k], own_rhs).reshape(channels, length, channels)
+        taps_all, taps_own = _distortion_filters(projector, cross.whole, joint_ok, own_ok, channels)
+        auto = self._auto_correlations()
+        ref_frames = auto.frames if len(rows) == auto.frames.shape[1] else auto.frames[:, rows][:, :, rows]
+        energies, magnitudes = _projection_energies(ref_frames, taps_all, taps_own, sources)
+        # ⟨ŝ_j, P_all_j⟩ over a frame: the frame's reference–estimate correlations against the filters.
+        inner = np.einsum("fajp,paj->fj", cross.frames, taps_all).reshape(self.frames, sources, channels).sum(-1)
+        inner_scale = np.einsum("fajp,paj->fj", np.abs(cross.frames), np.abs(taps_all))
+        inner_scale = inner_scale.reshape(self.frames, sources, channels).sum(-1)
 
-        # Per frame: the frame's references filtered (tails included), energies by Parseval.
-        frame = self.frame_length
-        size = fft.next_fast_len(frame + length - 1, real=True)
-        bins = size // 2 + 1
-        weights = np.full(bins, 2.0 / size)
-        weights[0] = 1.0 / size
-        if size % 2 == 0:
-            weights[-1] = 1.0 / size
-        # Filters as one (bins, 2·width, width) stack: rows 0..width-1 give P_all, the rest P_own.
-        filters = np.zeros((bins, 2 * width, width), dtype=np.complex128)
-        filters[:, :width, :] = fft.rfft(taps_all, n=size, axis=1).transpose(1, 2, 0)
-        own_spec = fft.rfft(taps_own, n=size, axis=2)  # (source, in channel, bins, out channel)
-        for k in range(sources):
-            rows = slice(width + k * channels, width + (k + 1) * channels)
-            filters[:, rows, k * channels : (k + 1) * channels] = own_spec[k].transpose(1, 2, 0)
+        indices = [self.names.index(n) for n in names]
+        estimate_energy, error, estimate_silent = _frame_sums(
+            self._layout, estimates, [self._sources[i] for i in indices]
+        )
+        true = self._energy[indices]
+        silent_frame = (self._silent_frames[indices] | estimate_silent).any(axis=0)
+        p_all, p_own = energies[:, 0].T, energies[:, 1].T
+        interference, spatial = energies[:, 2].T, energies[:, 3].T
+        artefacts = estimate_energy - 2 * inner.T + p_all
 
-        ref_frames = self._framed(refs)  # (source, channel, frame, sample)
-        est_frames = self._framed(ests)
-        silent_frame = np.zeros(self.frames, dtype=bool)
-        for framed in (ref_frames, est_frames):
-            silent_frame |= (~np.any(framed.sum(axis=1), axis=-1)).any(axis=0)
-
-        def energy(spectra: NDArray[np.complex128]) -> FloatArray:
-            """(width, frames, bins) spectra → (sources, frames) energies."""
-            power = spectra.real**2 + spectra.imag**2
-            return np.asarray((power @ weights).reshape(sources, channels, -1).sum(axis=1))
-
-        # Relative energy below which a projection residual is rounding: (eps · condition number)².
+        # A residual below what the computation resolves is zero, and its ratio +inf: below the solve's
+        # resolution, (eps · condition number)² of the estimate's energy, or below the rounding of the
+        # correlations it is summed from.
         conditioning = min([projector.joint.rcond, *(f.rcond for f in projector.own)])
-        resolution = (_EPS / conditioning) ** 2 if conditioning > 0 else 0.0
-        out = {m: np.full((sources, self.frames), np.nan) for m in BSS_METRICS}
-        perfect = np.zeros((sources, self.frames), dtype=bool)
-        for first in range(0, self.frames, _FRAME_CHUNK):
-            part = slice(first, min(self.frames, first + _FRAME_CHUNK))
-            r = ref_frames[:, :, part].reshape(width, -1, frame)
-            e = est_frames[:, :, part].reshape(width, -1, frame)
-            true = (r * r).sum(axis=-1).reshape(sources, channels, -1).sum(axis=1)
-            diff = ((e - r) ** 2).sum(axis=-1).reshape(sources, channels, -1).sum(axis=1)
-            spec_r = fft.rfft(r, n=size, axis=-1)  # (width, frames, bins)
-            spec_e = fft.rfft(e, n=size, axis=-1)
-            projected = np.matmul(filters, spec_r.transpose(2, 0, 1)).transpose(1, 2, 0)  # (2·width, frames, bins)
-            p_all, p_own = projected[:width], projected[width:]
-            # A projection is only as exact as its solve: a residual below that resolution (relative to the
-            # estimate's energy) is rounding, not signal, and the ratio reads +inf (e.g. the SAR of an estimate
-            # that lies in the references' span, like the mixture).
-            floor = resolution * (e * e).sum(axis=-1).reshape(sources, channels, -1).sum(axis=1)
+        resolution = (_EPS / conditioning) ** 2 * estimate_energy if conditioning > 0 else np.zeros_like(true)
+        rounding = _ROUNDING * _EPS
 
-            def resolved(residual: FloatArray, floor: FloatArray = floor) -> FloatArray:
-                return np.where(residual <= floor, 0.0, residual)
+        def resolved(residual: FloatArray, scale: FloatArray) -> FloatArray:
+            return np.where(residual <= np.maximum(resolution, rounding * scale), 0.0, residual)
 
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out["bss-sdr"][:, part] = 10 * np.log10(true / diff)
-                out["bss-isr"][:, part] = 10 * np.log10(true / resolved(energy(p_own - spec_r)))
-                out["bss-sir"][:, part] = 10 * np.log10(energy(p_own) / resolved(energy(p_all - p_own)))
-                out["bss-sar"][:, part] = 10 * np.log10(energy(p_all) / resolved(energy(spec_e - p_all)))
-            perfect[:, part] = diff == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = {
+                "bss-sdr": 10 * np.log10(true / error),
+                "bss-isr": 10 * np.log10(true / resolved(spatial, magnitudes[:, 3].T)),
+                "bss-sir": 10 * np.log10(np.maximum(p_own, 0.0) / resolved(interference, magnitudes[:, 2].T)),
+                "bss-sar": 10
+                * np.log10(
+                    np.maximum(p_all, 0.0)
+                    / resolved(artefacts, estimate_energy + 2 * inner_scale.T + magnitudes[:, 0].T)
+                ),
+            }
+        perfect = error == 0
         if not joint_ok:
             out["bss-sir"][:] = np.nan
             out["bss-sar"][:] = np.nan
@@ -501,8 +589,8 @@ class BssReferences:
             for metric in BSS_METRICS:
                 values[name][metric] = out[metric][k]
 
-    def _deficiency(self, name: str, factor: _Factor) -> str:
-        source = self.sources[self.names.index(name)]
+    def _deficiency(self, name: str, factor: Factor) -> str:
+        source = self._sources[self.names.index(name)]
         if source.shape[0] > 1 and all(np.array_equal(source[0], other) for other in source[1:]):
             cause = "its left and right channels are identical (a mono stem), so its delayed copies are dependent"
         else:
