@@ -84,13 +84,16 @@ async def aseparate(
 ) -> StemSet:
     """Separate ``audio`` into stems without blocking the event loop (the one implementation of both flavours:
     :func:`separate` runs it). Hosted providers use the async transport, local ones a worker thread."""
+    from stemkit.excerpt import separate_excerpt
+
     with error_boundary():
         if provider is not None and not isinstance(provider, str | ProviderSpec | Sequence):
             separator = load(provider, cache=cache)  # the caller's own; a cache wrapper leaves it open
-            return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+            # offset=/duration= are cut here, so that any Separator (a caller's own too) takes them
+            return await separate_excerpt(separator, audio, stems=stems, progress=progress, **options)
         separator = load(provider, cache=cache, **_key(api_key))
         try:
-            return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+            return await separate_excerpt(separator, audio, stems=stems, progress=progress, **options)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(separator.close)
@@ -102,8 +105,10 @@ separate = sync_function(
 
     ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
     (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
-    array input, ``timeout=`` for a deadline in seconds). Only :class:`~stemkit.errors.StemkitError` errors
-    are raised. This is :func:`aseparate`, run to completion from synchronous code.
+    array input, ``timeout=`` for a deadline in seconds, ``offset=``/``duration=`` to separate part of the
+    input: seconds or ``"1:30"``, cut at exact samples and recorded in ``provenance.excerpt``). Only
+    :class:`~stemkit.errors.StemkitError` errors are raised. This is :func:`aseparate`, run to completion from
+    synchronous code.
     """,
 )
 

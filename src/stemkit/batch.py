@@ -17,8 +17,9 @@ from stemkit._boundary import error_boundary
 from stemkit._portal import sync_iterator
 from stemkit.api import ProviderArg, load
 from stemkit.errors import ConfigError, StemkitError
+from stemkit.excerpt import parse_excerpt, separate_excerpt
 from stemkit.inputs import expand_inputs, output_names
-from stemkit.output import check_output, output_format
+from stemkit.output import Normalization, OutputSettings, check_encoder, check_output, output_settings
 from stemkit.protocol import ProgressCallback, Separator
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
@@ -51,10 +52,19 @@ class _Job:
     separator: Separator
     stems: tuple[str, ...] | None
     output_dir: Path | None
-    fmt: str
+    settings: OutputSettings
     template: str
     progress: ProgressCallback | None
     timeout: float | None
+    offset: float | None
+    duration: float | None
+
+    def save_options(self) -> dict[str, Any]:
+        """:meth:`StemSet.save`'s keywords for these settings."""
+        s = self.settings
+        return {"format": s.format, "template": self.template, "bit_depth": s.bit_depth, "bitrate": s.bitrate,
+                "vbr_quality": s.vbr_quality, "clip": s.clip, "normalize": s.normalize,
+                "sample_rate": s.sample_rate}  # fmt: skip
 
 
 async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLimiter) -> BatchItem:
@@ -64,14 +74,17 @@ async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLi
         result: StemSet | None = None
         try:
             with error_boundary():
-                extra = {} if job.timeout is None else {"timeout": job.timeout}
-                result = await job.separator.aseparate(item, stems=job.stems, progress=job.progress, **extra)
+                extra: dict[str, Any] = {} if job.timeout is None else {"timeout": job.timeout}
+                result = await separate_excerpt(
+                    job.separator, item, offset=job.offset, duration=job.duration, stems=job.stems,
+                    progress=job.progress, **extra,
+                )  # fmt: skip
                 paths: dict[str, Path] = {}
                 out = job.output_dir
                 if out is not None:
                     done = result
                     paths = await anyio.to_thread.run_sync(
-                        lambda: done.save(out, format=job.fmt, template=job.template, input_name=name)
+                        lambda: done.save(out, input_name=name, **job.save_options())
                     )
         except StemkitError as exc:
             if result is not None:
@@ -82,11 +95,10 @@ async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLi
 
 def _prepare(
     inputs: Iterable[str | Path] | str | Path,
-    provider: ProviderArg,
     stems: Iterable[str] | str | None,
     concurrency: int,
     output_dir: str | Path | None,
-    fmt: str,
+    settings: OutputSettings,
     template: str,
 ) -> tuple[list[str | Path], list[str], tuple[str, ...] | None, Path | None]:
     """Everything that can be wrong with the request as a whole, checked before any separation starts."""
@@ -95,11 +107,32 @@ def _prepare(
     items = expand_inputs([inputs] if isinstance(inputs, str | Path) else inputs)
     names = output_names(items)
     requested = normalize_request(stems)
-    if output_dir is None:
-        output_format(fmt)
-    else:  # an unwritable folder or a template typo is found now, before anything is separated (or billed)
-        check_output(output_dir, fmt, template, stems=requested, inputs=names)
+    if settings.normalize is not None and settings.normalize.kind == "loudness":
+        from stemkit.loudness import require_scipy
+
+        require_scipy()
+    if output_dir is not None:  # an unwritable folder or a template typo is found now, before anything is billed
+        check_output(output_dir, settings.format, template, stems=requested, inputs=names, settings=settings)
+        if settings.sample_rate is None:
+            for rate in _input_rates(items):  # e.g. mp3 at 96 kHz, or 320 kbps at 22.05 kHz
+                check_encoder(settings.format, rate, None, settings=settings)
     return items, names, requested, None if output_dir is None else Path(output_dir)
+
+
+def _input_rates(items: Iterable[str | Path]) -> set[int]:
+    """The sample rates of the local inputs libsndfile can probe (from their headers; others are skipped: their
+    own errors come when they are separated)."""
+    import soundfile as sf
+
+    rates: set[int] = set()
+    for item in items:
+        if isinstance(item, str) and item.startswith(("http://", "https://")):
+            continue
+        try:
+            rates.add(int(sf.info(str(item)).samplerate))
+        except (sf.LibsndfileError, RuntimeError, OSError, TypeError):
+            continue
+    return rates
 
 
 async def aseparate_many(
@@ -111,6 +144,14 @@ async def aseparate_many(
     output_dir: str | Path | None = None,
     format: str = "wav",
     template: str = "{input}/{stem}.{ext}",
+    bit_depth: int | None = None,
+    bitrate: int | None = None,
+    vbr_quality: float | None = None,
+    clip: str = "auto",
+    normalize: str | Normalization | None = None,
+    output_sample_rate: int | None = None,
+    offset: float | str | None = None,
+    duration: float | str | None = None,
     progress: ProgressCallback | None = None,
     timeout: float | None = None,
     cache: Any = None,
@@ -118,19 +159,25 @@ async def aseparate_many(
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
 
     The one implementation of a batch (:func:`separate_many` runs it). A problem with the request as a whole
-    (a bad provider spec, format, template or concurrency) is raised before any separation starts; after
-    that, each input's failure is its own item's ``error`` and the batch goes on. ``timeout`` bounds each
-    input's separation (seconds; hosted providers have a default).
+    (a bad provider spec, format or output setting, template, offset or concurrency) is raised before any
+    separation starts; after that, each input's failure is its own item's ``error`` and the batch goes on.
+    ``timeout`` bounds each input's separation (seconds; hosted providers have a default). ``offset`` and
+    ``duration`` separate the same part of every input. The output settings (``bit_depth``, ``bitrate``,
+    ``vbr_quality``, ``clip``, ``normalize``, and ``output_sample_rate``, which is :meth:`StemSet.save
+    <stemkit.stemset.StemSet.save>`'s ``sample_rate``) are those of ``StemSet.save``.
     """
     with error_boundary():
-        prepared = await anyio.to_thread.run_sync(
-            _prepare, inputs, provider, stems, concurrency, output_dir, format, template
-        )
+        settings = output_settings(
+            format, bit_depth=bit_depth, bitrate=bitrate, vbr_quality=vbr_quality, clip=clip, normalize=normalize,
+            sample_rate=output_sample_rate,
+        )  # fmt: skip
+        start, length = parse_excerpt(offset, duration)
+        prepared = await anyio.to_thread.run_sync(_prepare, inputs, stems, concurrency, output_dir, settings, template)
         items, names, requested, out = prepared
         separator = load(provider, cache=cache)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:
-        job = _Job(separator, requested, out, format, template, progress, timeout)
+        job = _Job(separator, requested, out, settings, template, progress, timeout, start, length)
         limiter = anyio.CapacityLimiter(concurrency)
         send, receive = anyio.create_memory_object_stream[BatchItem](max(len(items), 1))
         async with anyio.create_task_group() as group:

@@ -60,6 +60,7 @@ from stemkit.errors import (
     StemkitError,
 )
 from stemkit.evaluate.align import DEFAULT_MAX_LAG_SECONDS, estimate_lag, match
+from stemkit.excerpt import takes_excerpt
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.stems import Plan, normalize_request, plan_stems
 from stemkit.stemset import StemSet
@@ -177,6 +178,7 @@ class Ensemble:
         return self.capabilities.plan(stems, provider="ensemble")
 
     # -- separation -------------------------------------------------------------------------------------
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,

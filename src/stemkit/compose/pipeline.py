@@ -47,6 +47,7 @@ from stemkit.compose._parts import covers, covers_mixture, is_part
 from stemkit.compose._runs import Run, is_local, prepare_source, run_one, sum_costs
 from stemkit.config import PipelineSpec, SpecNode, StageSpec, parse_tree, render_tree
 from stemkit.errors import ConfigError, ProviderError, StemkitError
+from stemkit.excerpt import takes_excerpt
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.stems import Plan, normalize_request
 from stemkit.stemset import StemSet
@@ -164,6 +165,7 @@ class Pipeline:
         return self.capabilities.plan(stems, provider="pipeline")
 
     # -- separation -------------------------------------------------------------------------------------
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,
