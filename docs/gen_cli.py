@@ -85,7 +85,9 @@ def main(argv: list[str]) -> int:
     fresh = render(page)
     if "--check" in argv:
         if fresh != page:
-            diff = difflib.unified_diff(page.splitlines(), fresh.splitlines(), "docs/cli.md", "stemkit --help", lineterm="")
+            diff = difflib.unified_diff(
+                page.splitlines(), fresh.splitlines(), "docs/cli.md", "stemkit --help", lineterm=""
+            )
             print("\n".join(diff))
             print("docs/cli.md is out of date: run .venv/bin/python docs/gen_cli.py", file=sys.stderr)
             return 1
