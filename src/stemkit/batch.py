@@ -104,7 +104,7 @@ def _prepare(
     """Everything that can be wrong with the request as a whole, checked before any separation starts."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency: {concurrency!r} is not a positive number of parallel separations")
-    items = expand_inputs([inputs] if isinstance(inputs, str | Path) else inputs)
+    items = expand_inputs([inputs] if isinstance(inputs, str | Path) else inputs, unique=True)
     names = output_names(items)
     requested = normalize_request(stems)
     if settings.normalize is not None and settings.normalize.kind == "loudness":
@@ -199,8 +199,9 @@ separate_many = sync_iterator(
     aseparate_many,
     """Separate many inputs (files, folders of audio files, URLs), yielding each outcome as it finishes.
 
-    One bad file yields a BatchItem with its ``error`` and the rest go on. With ``output_dir``, stems are
-    written under it (``{input}/{stem}.{ext}`` by default: one subfolder per input, never overwriting).
+    One bad file yields a BatchItem with its ``error`` and the rest go on; a file named twice (directly and
+    through its folder) is separated once. With ``output_dir``, stems are written under it
+    (``{input}/{stem}.{ext}`` by default: one subfolder per input, never overwriting).
     This is :func:`aseparate_many`, run from synchronous code.
     """,
 )

@@ -17,17 +17,18 @@ AUDIO_SUFFIXES = frozenset(
 _UNSAFE = frozenset('<>:"/\\|?*')
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[str | Path]:
+def expand_inputs(inputs: Iterable[str | Path], *, unique: bool = False) -> list[str | Path]:
     """Keep files and URLs as given; replace each folder by the audio files in it (recursively, sorted).
 
-    An input named twice — directly and through its folder, or by two paths to the same file (``./a.wav`` and
-    ``a.wav``, a symbolic link) — is kept once, where it first appears: it is separated (and billed) once.
+    With ``unique`` (what a batch asks for), an input named twice — directly and through its folder, or by two
+    paths to the same file (``./a.wav`` and ``a.wav``, a symbolic link) — is kept once, where it first
+    appears: it is separated (and billed) once.
     """
     out: list[str | Path] = []
     seen: set[str] = set()
 
     def add(item: str | Path, key: str) -> None:
-        if key not in seen:
+        if key not in seen or not unique:
             seen.add(key)
             out.append(item)
 
