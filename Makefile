@@ -14,6 +14,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# dsp moved into the core distribution; a .venv made before that still has the old stemkit-dsp
+	$(BIN)/python -m pip uninstall --quiet --yes stemkit-dsp 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 

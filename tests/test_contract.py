@@ -54,6 +54,14 @@ def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_demo(tmp_path_factory.mktemp("song"), seconds=1.0)
 
 
+def _copy(song: Path, folder: Path) -> Path:
+    """Another file with the song's audio (a batch separates one file named twice only once)."""
+    copy = folder / "copy" / song.name
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(song.read_bytes())
+    return copy
+
+
 def _separate(flavour: str, separator: Any, audio: Any, **kwargs: Any) -> stemkit.StemSet:
     if flavour == "sync":
         return separator.separate(audio, **kwargs)  # type: ignore[no-any-return]
@@ -161,7 +169,8 @@ def test_a_download_that_keeps_failing_falls_back(flavour: str, song: Path, drop
 
 def test_a_failing_download_does_not_stop_a_batch(song: Path, dropping_stemsplit: Any, tmp_path: Path) -> None:
     with _chain() as chain:
-        items = list(stemkit.separate_many([song, song], chain, stems=["vocals"], output_dir=tmp_path))
+        items = list(stemkit.separate_many([song, _copy(song, tmp_path)], chain, stems=["vocals"],
+                                           output_dir=tmp_path / "out"))  # fmt: skip
     assert [item.ok for item in items] == [True, True]
     assert {item.provider for item in items} == {"dsp"}
 
@@ -387,14 +396,14 @@ def test_an_unwritable_output_is_refused_before_any_separation(song: Path, tmp_p
     assert provider.calls == 0
 
 
-def test_a_batch_items_seconds_count_only_its_own_work(song: Path) -> None:
+def test_a_batch_items_seconds_count_only_its_own_work(song: Path, tmp_path: Path) -> None:
     gate = threading.Event()
 
     def wait(job: SeparationJob) -> None:
         gate.wait(5)
 
     slow = _Local(wait)
-    inputs = [song, song]
+    inputs = [song, _copy(song, tmp_path)]  # two files: the same one twice would be separated once
     threading.Timer(0.5, gate.set).start()
     items = list(stemkit.separate_many(inputs, slow, concurrency=1))
     assert items[1].seconds < 0.4  # the second waited ~0.5 s for its turn; that is not its own work

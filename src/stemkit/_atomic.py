@@ -32,7 +32,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from stemkit.errors import OutputError
-from stemkit.output import output_format
+from stemkit.output import OutputSettings, output_format
 
 __all__ = ["NonFiniteAudioError", "part_path", "remove_stale_parts", "write_audio_atomic", "write_blocks_atomic"]
 
@@ -174,24 +174,35 @@ def _output_error(exc: OSError, path: Path) -> OutputError:
     return OutputError(text, path=str(path))
 
 
-def write_audio_atomic(path: Path, array: FloatArray, sample_rate: int, fmt: str = "wav") -> Path:
+def write_audio_atomic(
+    path: Path, array: FloatArray, sample_rate: int, fmt: str = "wav", *, settings: OutputSettings | None = None
+) -> Path:
     """Write (channels, frames) audio to ``path`` atomically (one block)."""
-    return write_blocks_atomic(path, [array], sample_rate, array.shape[0], fmt)
+    return write_blocks_atomic(path, [array], sample_rate, array.shape[0], fmt, settings=settings)
 
 
 def write_blocks_atomic(
-    path: Path, blocks: Iterable[FloatArray], sample_rate: int, channels: int, fmt: str = "wav"
+    path: Path,
+    blocks: Iterable[FloatArray],
+    sample_rate: int,
+    channels: int,
+    fmt: str = "wav",
+    *,
+    settings: OutputSettings | None = None,
 ) -> Path:
     """Write audio that arrives as (channels, n) blocks to ``path`` atomically, one block in memory at a time.
 
-    A block with NaN or infinite samples abandons the write (:class:`NonFiniteAudioError`: nothing is written);
-    a file-system failure is an :class:`OutputError` naming the file, with nothing left behind either.
+    ``settings`` (of format ``fmt``) choose the bit depth or the MP3 bit rate; the blocks are written as they
+    come (at ``sample_rate``: resampling, gain and clip handling are the caller's). A block with NaN or
+    infinite samples abandons the write (:class:`NonFiniteAudioError`: nothing is written); a file-system
+    failure is an :class:`OutputError` naming the file, with nothing left behind either.
     """
     from stemkit.output import check_encoder
 
     ext = str(fmt).lower().lstrip(".")
-    major, subtype = output_format(ext)
-    check_encoder(ext, sample_rate, channels)
+    output_format(ext)
+    chosen = settings if settings is not None and settings.format == ext else OutputSettings(ext)
+    check_encoder(ext, sample_rate, channels, settings=chosen)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -204,9 +215,10 @@ def write_blocks_atomic(
         with os.fdopen(fd, "w+b", buffering=0) as raw:
             guard = _GuardedFile(raw)
             with sf.SoundFile(
-                guard, "w", samplerate=sample_rate, channels=channels, format=major, subtype=subtype
-            ) as fh:
-                _write(fh, blocks, path, ext)
+                guard, "w", samplerate=sample_rate, channels=channels, format=chosen.major, subtype=chosen.subtype,
+                **chosen.encoder_options(sample_rate),
+            ) as fh:  # fmt: skip
+                _write(fh, blocks, path, ext, warn=not chosen.holds_overs)
             if guard.error is not None:  # a failure while libsndfile finished the header on close
                 raise guard.error
         os.replace(tmp, path)
@@ -226,8 +238,10 @@ def write_blocks_atomic(
     return path
 
 
-def _write(fh: sf.SoundFile, blocks: Iterable[FloatArray], path: Path, fmt: str) -> None:
-    warned = fmt == "wav"  # float WAV keeps samples above full scale; the other formats clip them
+def _write(fh: sf.SoundFile, blocks: Iterable[FloatArray], path: Path, fmt: str, *, warn: bool) -> None:
+    """Write the blocks; ``warn`` once when a sample above full scale reaches a format that clips it (only
+    with ``clip="none"``: the other clip modes never let one through)."""
+    warned = not warn
     for block in blocks:
         finite = np.isfinite(block)
         if not finite.all():
@@ -239,7 +253,7 @@ def _write(fh: sf.SoundFile, blocks: Iterable[FloatArray], path: Path, fmt: str)
                 warned = True
                 warnings.warn(
                     f"{path.name}: peak {peak:.2f} exceeds full scale and will clip in {fmt}; "
-                    "use format='wav' (float) to keep it",
+                    "save with clip='rescale' (or 'clamp'), or as 32-bit float wav to keep it",
                     stacklevel=4,
                 )
         fh.write(data)

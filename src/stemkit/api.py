@@ -89,9 +89,11 @@ async def aseparate(
 
     ``max_cost`` refuses work whose estimated cost exceeds it before anything is billed (see
     :mod:`stemkit.budget`; a :class:`~stemkit.errors.BudgetExceededError`); ``ledger`` is the job ledger hosted
-    jobs are recorded in (``False``: none; see :func:`stemkit.ledger.resolve_ledger`).
+    jobs are recorded in (``False``: none; see :func:`stemkit.ledger.resolve_ledger`). ``offset=``/``duration=``
+    are cut here, so that any Separator (a caller's own too) takes them.
     """
     from stemkit.budget import Budget, spending_limit
+    from stemkit.excerpt import separate_excerpt
     from stemkit.ledger import using_ledger
 
     with error_boundary():
@@ -107,7 +109,7 @@ async def aseparate(
                     await anyio.to_thread.run_sync(
                         lambda: check_budget(separator, [audio], stems, options, budget, ledger=ledger)
                     )
-                return await separator.aseparate(audio, stems=stems, progress=progress, **options)
+                return await separate_excerpt(separator, audio, stems=stems, progress=progress, **options)
         finally:
             if not theirs:
                 with anyio.CancelScope(shield=True):
@@ -120,10 +122,12 @@ separate = sync_function(
 
     ``provider`` is a spec string, a chain, or a loaded Separator; ``api_key`` goes to a hosted provider
     (default: its environment variable); ``options`` are the provider's options (and ``sample_rate=`` for
-    array input, ``timeout=`` for a deadline in seconds). ``cache``: the result cache (:mod:`stemkit.cache`);
-    ``max_cost``: refuse work whose estimate exceeds it, before anything is billed (:mod:`stemkit.budget`);
-    ``ledger``: the job ledger (``False`` turns it off). Only :class:`~stemkit.errors.StemkitError` errors
-    are raised. This is :func:`aseparate`, run to completion from synchronous code.
+    array input, ``timeout=`` for a deadline in seconds, ``offset=``/``duration=`` to separate part of the
+    input: seconds or ``"1:30"``, cut at exact samples and recorded in ``provenance.excerpt``). ``cache``: the
+    result cache (:mod:`stemkit.cache`); ``max_cost``: refuse work whose estimate exceeds it, before anything
+    is billed (:mod:`stemkit.budget`); ``ledger``: the job ledger (``False`` turns it off). Only
+    :class:`~stemkit.errors.StemkitError` errors are raised. This is :func:`aseparate`, run to completion from
+    synchronous code.
     """,
 )
 

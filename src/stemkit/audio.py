@@ -221,6 +221,54 @@ class AudioSource:
         except sf.LibsndfileError as exc:  # pragma: no cover - probed before, so a mid-file failure
             raise InputError(f"{self.name}: the audio could not be decoded ({exc}); is the file complete?") from exc
 
+    def excerpt(self, start: int, frames: int) -> AudioSource:
+        """The frames ``[start, start + frames)`` of this input as a source of their own, sample-exact.
+
+        An array input is sliced; a file is read from ``start`` (libsndfile seeks sample-accurately, MP3
+        included) and written block by block to a temporary 32-bit float WAV, so no sample changes and memory
+        stays bounded. The excerpt keeps the input's name (messages and ``{input}`` name the user's file) and
+        is identified by the input's hash and the range (the result cache tells excerpts apart). Closing it
+        removes its temporary file; this source stays open.
+        """
+        info = self.info
+        if not (start >= 0 and frames > 0 and start + frames <= info.frames):
+            raise ValueError(f"excerpt [{start}, {start + frames}) is not within 0..{info.frames}")
+        identity = hashlib.sha256(f"{self.sha256}:{start}:{frames}".encode()).hexdigest()
+        if self._array is not None or self._decoded is not None or self._needs_av():
+            part = np.ascontiguousarray(self.read()[:, start : start + frames])
+            part.setflags(write=False)
+            cut = AudioSource("array", array=part, sample_rate=info.sample_rate, name=self.name)
+        else:
+            tmpdir = Path(tempfile.mkdtemp(prefix="stemkit-excerpt-"))
+            target = tmpdir / "excerpt.wav"
+            try:
+                with sf.SoundFile(self._sf_target()) as fh, sf.SoundFile(
+                    target, "w", samplerate=info.sample_rate, channels=info.channels, format="WAV", subtype="FLOAT"
+                ) as out:
+                    fh.seek(start)
+                    left = frames
+                    while left > 0:
+                        block = fh.read(min(left, 1 << 16), dtype="float32", always_2d=True)
+                        if not len(block):
+                            break
+                        _check_finite(block, self.name)
+                        out.write(block)
+                        left -= len(block)
+            except OSError as exc:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                raise ConfigError(
+                    f"{self.name}: the excerpt could not be written to a temporary file in {tmpdir.parent} "
+                    f"({exc.strerror or exc}); free some space there, or point TMPDIR at a folder with room"
+                ) from exc
+            except BaseException:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                raise
+            cut = AudioSource("file", path=target, name=self.name)
+            cut._adopt_tempdir(tmpdir)
+            cut._info = _Info(info.sample_rate, info.channels, frames - left, "WAV")
+        cut._sha256 = identity
+        return cut
+
     def close(self) -> None:
         """Remove temporary files (also done when the source is garbage collected)."""
         if self._tempdir is not None:

@@ -32,7 +32,20 @@ __all__ = [
     "RateLimitError",
     "SeparationTimeout",
     "StemkitError",
+    "without_prefix",
 ]
+
+
+def without_prefix(text: str, provider: str | None) -> str:
+    """``text`` without a leading ``provider: `` (or the provider's bare name, ``stemsplit`` of
+    ``stemsplit?quality=best``), for a line that already names the provider: never ``stemsplit: stemsplit: …``."""
+    if not provider:
+        return text
+    bare = provider.split("?", 1)[0]
+    for name in dict.fromkeys((provider, bare, bare.split(":", 1)[0])):
+        if text.startswith(f"{name}: "):
+            return text[len(name) + 2 :]
+    return text
 
 
 class StemkitError(Exception):

@@ -17,24 +17,45 @@ AUDIO_SUFFIXES = frozenset(
 _UNSAFE = frozenset('<>:"/\\|?*')
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[str | Path]:
-    """Keep files and URLs as given; replace each folder by the audio files in it (recursively, sorted)."""
+def expand_inputs(inputs: Iterable[str | Path], *, unique: bool = False) -> list[str | Path]:
+    """Keep files and URLs as given; replace each folder by the audio files in it (recursively, sorted).
+
+    With ``unique`` (what a batch asks for), an input named twice — directly and through its folder, or by two
+    paths to the same file (``./a.wav`` and ``a.wav``, a symbolic link) — is kept once, where it first
+    appears: it is separated (and billed) once.
+    """
     out: list[str | Path] = []
+    seen: set[str] = set()
+
+    def add(item: str | Path, key: str) -> None:
+        if key not in seen or not unique:
+            seen.add(key)
+            out.append(item)
+
     for item in inputs:
         if isinstance(item, str) and item.startswith(("http://", "https://")):
-            out.append(item)
+            add(item, item)
             continue
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
                 raise InputError(f"{path}: folder holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
-            out.extend(found)
+            for file in found:
+                add(file, _identity(file))
         else:
-            out.append(path)
+            add(path, _identity(path))
     if not out:
         raise InputError("no input given; name audio files or folders")
     return out
+
+
+def _identity(path: Path) -> str:
+    """One name per file, however it is reached (a missing file keeps its own, so its error says what was typed)."""
+    try:
+        return str(path.resolve(strict=True))
+    except (OSError, RuntimeError):
+        return str(path.absolute())
 
 
 def output_names(items: Sequence[str | Path]) -> list[str]:

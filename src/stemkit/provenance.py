@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Attempt", "CacheHit", "Cost", "Provenance"]
+from stemkit.errors import without_prefix
+
+__all__ = ["Attempt", "CacheHit", "Cost", "Excerpt", "Provenance"]
 
 Outcome = Literal["ok", "failed", "skipped"]
 
@@ -46,17 +48,18 @@ class Attempt:
     def describe(self) -> str:
         if self.outcome == "ok":
             return f"{self.provider}: ok in {self.seconds:.2f} s"
-        why = self.reason or (str(self.error) if self.error is not None else "")
+        why = without_prefix(self.reason or (str(self.error) if self.error is not None else ""), self.provider)
         kind = f"{self.error_class}: " if self.error is not None else ""
         return f"{self.provider}: {self.outcome} after {self.seconds:.2f} s — {kind}{why}"
 
     def to_dict(self) -> dict[str, Any]:
+        message = self.reason or (str(self.error) if self.error is not None else "")
         return {
             "provider": self.provider,
             "outcome": self.outcome,
             "seconds": round(self.seconds, 6),
             "error_class": self.error_class,
-            "message": self.reason or (str(self.error) if self.error is not None else ""),
+            "message": without_prefix(message, self.provider),
         }
 
     @classmethod
@@ -105,6 +108,42 @@ class CacheHit:
 
 
 @dataclass(frozen=True)
+class Excerpt:
+    """The part of the input that was separated (``offset=`` / ``duration=``), in exact frames of the input.
+
+    ``start`` and ``frames`` are sample positions at the input's ``sample_rate``; ``offset`` and ``duration``
+    are the same in seconds. The StemSet's stems are the excerpt's length; ``Provenance.input_sha256`` and
+    ``input_duration`` still describe the whole input.
+    """
+
+    start: int
+    frames: int
+    sample_rate: int
+
+    @property
+    def offset(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def end(self) -> int:
+        return self.start + self.frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "frames": self.frames, "sample_rate": self.sample_rate,
+                "offset": self.offset, "duration": self.duration}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Excerpt | None:
+        if not data:
+            return None
+        return cls(int(data["start"]), int(data["frames"]), int(data["sample_rate"]))
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Everything a StemSet records about how it was made. Options are already redacted."""
 
@@ -123,6 +162,8 @@ class Provenance:
     extra: dict[str, Any] = field(default_factory=dict)
     #: set when the result came from the result cache: when and by which spec it was made
     cache: CacheHit | None = None
+    #: set when only part of the input was separated (``offset=`` / ``duration=``)
+    excerpt: Excerpt | None = None
 
     @property
     def resumed(self) -> bool:
@@ -157,6 +198,7 @@ class Provenance:
             "attempts": [a.to_dict() for a in self.attempts],
             "extra": dict(self.extra),
             "cache": self.cache.to_dict() if self.cache else None,
+            "excerpt": self.excerpt.to_dict() if self.excerpt else None,
         }
 
     @classmethod
@@ -178,4 +220,5 @@ class Provenance:
             attempts=tuple(Attempt.from_dict(a) for a in data.get("attempts") or ()),
             extra=dict(data.get("extra") or {}),
             cache=CacheHit.from_dict(cache) if cache else None,
+            excerpt=Excerpt.from_dict(data.get("excerpt")),
         )

@@ -42,6 +42,7 @@ from stemkit.errors import (
     SeparationTimeout,
     StemkitError,
 )
+from stemkit.excerpt import takes_excerpt
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent
 from stemkit.provenance import Attempt, Cost, Provenance
 from stemkit.stems import Derivation, Plan, canonical_name, normalize_request
@@ -323,6 +324,7 @@ class SeparatorBase(abc.ABC):
             )
 
     # -- public face ------------------------------------------------------------------------------------
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,

@@ -8,7 +8,9 @@ cannot slow down or break ``stemkit providers``); loading goes through stevedore
 from __future__ import annotations
 
 import functools
+import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, NoReturn
@@ -16,10 +18,14 @@ from typing import Any, NoReturn
 from stemkit.errors import ConfigError
 
 __all__ = [
+    "KNOWN_PROVIDERS",
     "PROVIDER_GROUP",
+    "KnownProvider",
     "ProviderInfo",
     "distribution_version",
+    "install_hint",
     "load_entry_point",
+    "missing_providers",
     "provider_class",
     "providers",
 ]
@@ -27,6 +33,53 @@ __all__ = [
 PROVIDER_GROUP = "stemkit.separators"
 EMULATOR_GROUP = "stemkit.emulators"
 COMMAND_GROUP = "stemkit.commands"
+
+
+@dataclass(frozen=True)
+class KnownProvider:
+    """A provider of the stemkit project: which distribution brings it and how to install it.
+
+    This is a catalogue of names (for ``stemkit providers`` and for the error a missing provider gives), not
+    an import: the core still finds providers only through entry points.
+    """
+
+    name: str
+    distribution: str
+    summary: str
+    extra: str | None = None
+
+    @property
+    def install(self) -> str:
+        """The command that installs it (nothing to install for the embedded default)."""
+        if self.extra is None:
+            return f"pip install {self.distribution}"
+        return f'pip install "stemkit[{self.extra}]"'
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"name": self.name, "distribution": self.distribution, "summary": self.summary,
+                "extra": self.extra, "install": self.install}  # fmt: skip
+
+
+#: The providers of the stemkit project, by entry-point name. ``dsp`` ships inside the ``stemkit``
+#: distribution itself; each of the others is its own distribution, brought by the extra of the same name.
+KNOWN_PROVIDERS: Mapping[str, KnownProvider] = {
+    known.name: known
+    for known in (
+        KnownProvider("dsp", "stemkit", "the embedded default: a signal-processing baseline, no weights, no network"),
+        KnownProvider("stemsplit", "stemkit-stemsplit", "StemSplit's hosted API (and its offline emulator)",
+                      "stemsplit"),
+        KnownProvider("ezstems", "stemkit-ezstems", "EzStems' hosted Spleeter API (and its offline emulator)",
+                      "ezstems"),
+        KnownProvider("onnx", "stemkit-onnx", "local ONNX models: HT-Demucs, UVR's MDX-Net, or your .onnx file",
+                      "onnx"),
+    )
+}  # fmt: skip
+
+
+def install_hint(name: str) -> str | None:
+    """How to install the project's provider ``name`` (``pip install "stemkit[onnx]"``); None for others."""
+    known = KNOWN_PROVIDERS.get(name)
+    return known.install if known is not None else None
 
 
 @dataclass(frozen=True)
@@ -58,15 +111,37 @@ def entry_points(group: str) -> list[metadata.EntryPoint]:
 
 
 def providers() -> list[ProviderInfo]:
-    """Every installed provider plugin (name, distribution, version, summary), without importing any."""
+    """Every installed provider plugin (name, distribution, version, summary), without importing any.
+
+    The summary is the distribution's own, except for the project's providers, which say what each one is
+    (the ``stemkit`` distribution's summary would not describe ``dsp``).
+    """
     out = []
     for ep in entry_points(PROVIDER_GROUP):
         dist = ep.dist
         name = dist.metadata["Name"] if dist is not None else "?"
         version = dist.version if dist is not None else "?"
         summary = (dist.metadata["Summary"] or "") if dist is not None else ""
+        known = KNOWN_PROVIDERS.get(ep.name)
+        if known is not None and _same_distribution(known.distribution, name):
+            summary = known.summary
         out.append(ProviderInfo(ep.name, name, version, summary, ep.value))
     return out
+
+
+def missing_providers() -> list[KnownProvider]:
+    """The project's providers that are not installed here, each with the command that installs it."""
+    installed = {ep.name for ep in entry_points(PROVIDER_GROUP)}
+    return [known for name, known in KNOWN_PROVIDERS.items() if name not in installed]
+
+
+def _same_distribution(a: str, b: str) -> bool:
+    """Distribution names compare normalized (PEP 503): ``stemkit_onnx`` is ``stemkit-onnx``."""
+
+    def norm(text: str) -> str:
+        return re.sub(r"[-_.]+", "-", text).lower()
+
+    return norm(a) == norm(b)
 
 
 def load_entry_point(group: str, name: str, *, what: str = "provider") -> Any:
@@ -74,6 +149,10 @@ def load_entry_point(group: str, name: str, *, what: str = "provider") -> Any:
     found = {ep.name: ep for ep in entry_points(group)}
     if name not in found:
         installed = ", ".join(found) if found else "none"
+        hint = install_hint(name) if group in (PROVIDER_GROUP, EMULATOR_GROUP) else None
+        if hint is not None:
+            raise ConfigError(f"{what} {name!r} is not installed; install it with: {hint} (installed {what}s: "
+                              f"{installed})")  # fmt: skip
         raise ConfigError(
             f"{what} {name!r} is not installed; installed {what}s: {installed} "
             f"(a {what} is a package registering the entry-point group {group!r})"

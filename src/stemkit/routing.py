@@ -33,7 +33,9 @@ from stemkit.errors import (
     PermissionDeniedError,
     ProviderError,
     StemkitError,
+    without_prefix,
 )
+from stemkit.excerpt import takes_excerpt
 from stemkit.protocol import Capabilities, ProgressCallback, Separator
 from stemkit.provenance import Attempt
 from stemkit.stems import normalize_request
@@ -144,7 +146,7 @@ def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str,
     try:
         caps.plan(requested, provider=separator.name)
     except ConfigError:
-        return f"cannot produce or derive {', '.join(requested or ())}"
+        return f"cannot produce or derive {', '.join(_unplannable(caps, requested or ()))}"
     if source.kind == "youtube" and not caps.accepts_youtube:
         return "does not take YouTube URLs"
     if source.kind == "url" and not caps.accepts_urls:
@@ -152,6 +154,19 @@ def skip_reason(separator: Separator, source: AudioSource, requested: tuple[str,
     from stemkit.compose.fit import fit_refusal  # a limit the provider's fit mode can meet is no reason to skip
 
     return fit_refusal(separator, source)
+
+
+def _unplannable(caps: Capabilities, requested: Sequence[str]) -> list[str]:
+    """The stems of a refused request that cannot be had even alone (the whole request when each alone can)."""
+
+    def possible(name: str) -> bool:
+        try:
+            caps.plan([name])
+        except ConfigError:
+            return False
+        return True
+
+    return [name for name in requested if not possible(name)] or list(requested)
 
 
 def _union(members: Sequence[Separator]) -> Capabilities:
@@ -294,7 +309,11 @@ class Chain:
         self._breaker(member).record_failure()
         if isinstance(exc, AuthenticationError | PermissionDeniedError):
             # A misconfigured key must not hide behind a quiet fallback.
-            log.warning("%s: %s — falling back to the next provider; check its API key", member.spec, exc)
+            log.warning(
+                "%s: %s — falling back to the next provider; check its API key",
+                member.spec,
+                without_prefix(str(exc), member.spec),
+            )
         else:
             log.info("%s failed (%s); trying the next provider", member.spec, type(exc).__name__)
         return Attempt(member.spec, "failed", seconds, exc, str(exc))
@@ -303,6 +322,7 @@ class Chain:
     def _moves_on(exc: BaseException) -> bool:
         return isinstance(exc, ProviderError | AllProvidersFailedError) and not isinstance(exc, InputError)
 
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,

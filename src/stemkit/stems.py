@@ -578,8 +578,27 @@ def plan_stems(
             best = (key, Plan(tuple(combo), outputs_or_none))
     if best is None:
         offered = "; ".join(", ".join(c) for c in combinations)
+        culprits = _unplannable(requested, combinations, partial_sets, vocab)
+        asked = f" (asked for {', '.join(requested)})" if culprits != list(requested) else ""
         raise ConfigError(
-            f"{provider}: cannot produce or derive {', '.join(requested)}; it offers [{offered}] "
-            f"(instrumental and other can be derived from a full set){_why_not(requested, combinations, vocab)}"
+            f"{provider}: cannot produce or derive {', '.join(culprits)}{asked}; it offers [{offered}] "
+            f"(instrumental and other can be derived from a full set){_why_not(culprits, combinations, vocab)}"
         )
     return best[1]
+
+
+def _unplannable(
+    requested: Sequence[str],
+    combinations: Sequence[tuple[str, ...]],
+    partial_sets: Collection[frozenset[str]],
+    vocab: Vocabulary,
+) -> list[str]:
+    """The requested stems no combination yields even when asked for alone: what a refusal should name
+    (``vocals, guitar`` from a provider without guitar: ``guitar``). When each one alone is possible and only
+    the set is not, the whole request."""
+    alone = [
+        name
+        for name in requested
+        if all(_plan_for(tuple(c), [name], frozenset(c) not in partial_sets, vocab) is None for c in combinations)
+    ]
+    return alone or list(requested)

@@ -17,12 +17,13 @@ import numpy as np
 import soundfile as sf
 
 from stemkit._atomic import NonFiniteAudioError, write_blocks_atomic
+from stemkit._levels import Levels, NonFiniteBlock, plan_levels, rendered
 from stemkit.audio import FloatArray, normalize_audio
 from stemkit.errors import ConfigError, ProtocolError, ProviderError
-from stemkit.output import output_targets
+from stemkit.output import Normalization, OutputSettings, output_settings, output_targets
 from stemkit.provenance import Provenance
 
-__all__ = ["DEFAULT_BLOCKSIZE", "BlockSource", "Stem", "StemSet"]
+__all__ = ["DEFAULT_BLOCKSIZE", "BlockSource", "SavedStems", "Stem", "StemSet"]
 
 #: Frames per block when stems are streamed (saved, mixed, derived): 64 Ki frames, 512 KiB of stereo float32.
 DEFAULT_BLOCKSIZE = 1 << 16
@@ -331,6 +332,29 @@ def _summed(sources: Sequence[Stem], residual: tuple[Stem, Sequence[Stem]] | Non
     return blocks
 
 
+class SavedStems(dict[str, Path]):
+    """What :meth:`StemSet.save` wrote: stem name → path, plus how (``settings``), at what rate
+    (``sample_rate``), and with what gain (``levels``: ``levels.gain``, ``levels.gain_db``, ``levels.reasons``,
+    and the set's measured ``levels.peak`` / ``levels.loudness``)."""
+
+    def __init__(
+        self, paths: Mapping[str, Path], *, settings: OutputSettings, levels: Levels, sample_rate: int
+    ) -> None:
+        super().__init__(paths)
+        self.settings = settings
+        self.levels = levels
+        self.sample_rate = sample_rate
+
+    def describe(self) -> str:
+        """``flac 16-bit, 48000 Hz, rescaled to avoid clipping (-1.3 dB)`` — for a log line."""
+        parts = [self.settings.describe(self.sample_rate), f"{self.sample_rate} Hz"]
+        if self.levels.gain != 1.0:
+            parts.append(f"{', '.join(self.levels.reasons)} ({self.levels.gain_db:+.1f} dB)")
+        if self.levels.clamp:
+            parts.append("clamped to ±0.99")
+        return ", ".join(parts)
+
+
 class StemSet(Mapping[str, Stem]):
     """Canonical stem name → Stem, all at one sample rate, length and channel count, plus provenance."""
 
@@ -424,37 +448,90 @@ class StemSet(Mapping[str, Stem]):
         template: str = "{stem}.{ext}",
         *,
         input_name: str | None = None,
-    ) -> dict[str, Path]:
+        bit_depth: int | None = None,
+        bitrate: int | None = None,
+        vbr_quality: float | None = None,
+        clip: str = "auto",
+        normalize: str | Normalization | None = None,
+        sample_rate: int | None = None,
+    ) -> SavedStems:
         """Write each stem to ``directory`` atomically (temporary name, then rename); returns name → path.
 
-        ``template`` may use ``{stem}``, ``{ext}``, ``{provider}`` and ``{input}`` (the input's file stem).
-        Everything that can be checked before writing is (format, the encoder's rates, the template, the
-        folder): an :class:`~stemkit.errors.OutputError` says what to fix, and nothing is written. A failure
-        while writing (disk full) is an OutputError too, and leaves no partial file; stems are streamed block
-        by block, so file-backed and derived stems are never loaded whole. A stem with NaN or infinite
-        samples is never written (:class:`~stemkit.errors.ProviderError`).
+        ``template`` may use ``{stem}``, ``{ext}``, ``{provider}``, ``{model}`` and ``{input}`` (the input's file
+        stem). Encoding: ``bit_depth`` 16, 24 or 32 (float) for wav (default 32) and flac (16 or 24, default
+        24); ``bitrate`` (kbps, constant; default 320) or ``vbr_quality`` (LAME's 0 best – 9 smallest) for mp3;
+        ``sample_rate`` writes at another rate (resampled, soxr HQ). Levels, one gain for the whole set so the
+        stems still sum to the (scaled) mixture: ``normalize`` ``"peak"`` / ``"peak:-0.5"`` (dBFS) or
+        ``"loudness"`` / ``"loudness:-23"`` (LUFS, the mixture's); ``clip`` ``"rescale"`` (by
+        ``max(1.01 × peak, 1)``), ``"clamp"`` (to ±0.99), ``"none"``, or ``"auto"`` (the default: rescale
+        for formats that would clip — flac, 16/24-bit wav, mp3 — and keep float wav exact).
+
+        Everything that can be checked before writing is (format and settings, the encoder's rates, the
+        template, the folder): an :class:`~stemkit.errors.OutputError` says what to fix, and nothing is
+        written. A failure while writing (disk full) is an OutputError too, and leaves no partial file; stems
+        are streamed block by block (a normalization or a rescale reads them once more first), so file-backed
+        and derived stems are never loaded whole. A stem with NaN or infinite samples is never written
+        (:class:`~stemkit.errors.ProviderError`). The result also says what gain was applied and why.
         """
-        ext = str(format).lower().lstrip(".")
+        settings = output_settings(
+            format, bit_depth=bit_depth, bitrate=bitrate, vbr_quality=vbr_quality, clip=clip, normalize=normalize,
+            sample_rate=sample_rate,
+        )  # fmt: skip
+        if settings.normalize is not None and settings.normalize.kind == "loudness":
+            from stemkit.loudness import require_scipy
+
+            require_scipy()
         targets = output_targets(
             directory,
-            ext,
+            settings.format,
             template,
             stems=list(self._stems),
             provider=self.provider.split(":")[0],
+            model=self.provenance.model or self.provider,
             input_name=input_name or Path(self.provenance.input_name or "input").stem,
             sample_rate=self.sample_rate,
             channels=self.channels,
+            settings=settings,
         )
+        out_rate = settings.sample_rate or self.sample_rate
+        try:
+            levels = plan_levels(
+                settings,
+                {name: self._stems[name].iter_blocks for name in targets},
+                self._mixture_blocks,
+                sample_rate=self.sample_rate,
+                channels=self.channels,
+                label=self.provenance.input_name or "the stems",
+            )
+        except NonFiniteBlock as exc:
+            raise ProviderError(
+                f"stem {exc.stem!r} has {exc.count} NaN or infinite sample(s), so nothing was written to "
+                f"{directory}; use another provider, or report it to the provider",
+                provider=self.provider,
+            ) from exc
         for name, path in targets.items():
+            blocks = rendered(
+                self._stems[name].iter_blocks(), levels, sample_rate=self.sample_rate, out_rate=out_rate,
+                channels=self.channels,
+            )  # fmt: skip
             try:
-                write_blocks_atomic(path, self._stems[name].iter_blocks(), self.sample_rate, self.channels, ext)
+                write_blocks_atomic(path, blocks, out_rate, self.channels, settings.format, settings=settings)
             except NonFiniteAudioError as exc:
                 raise ProviderError(
                     f"stem {name!r} has {exc.count} NaN or infinite sample(s) in the block being written, so "
                     f"{path} was not written; use another provider, or report it to the provider",
                     provider=self.provider,
                 ) from exc
-        return targets
+        return SavedStems(targets, settings=settings, levels=levels, sample_rate=out_rate)
+
+    def _mixture_blocks(self) -> Iterator[FloatArray]:
+        """The mixture (the input, or the provider's) block by block; the sum of the stems when there is none."""
+        if self.mixture is not None:
+            return self.mixture.iter_blocks()
+        return Stem.sum_of(
+            "mixture", list(self._stems.values()), sample_rate=self.sample_rate, channels=self.channels,
+            frames=self.frames,
+        ).iter_blocks()  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: shape, stems (with derived flags and file paths), provenance."""

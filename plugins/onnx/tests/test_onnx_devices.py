@@ -70,7 +70,7 @@ def test_cuda_on_the_cpu_build_warns_what_to_install_runs_on_the_cpu_and_says_so
         stems = stemkit.separate(wav(noise(2, 500)), provider=f"onnx:{model}?sources=vocals&device=cuda")
     text = " ".join(str(w.message) for w in caught)
     assert "needs CUDAExecutionProvider" in text
-    assert "pip install 'stemkit[gpu]'" in text
+    assert 'pip install "stemkit[gpu]", then pip uninstall -y onnxruntime onnxruntime-gpu' in text
     assert "onnxruntime-gpu" in text
     assert "Running on the CPU (CPUExecutionProvider)" in text
     extra = stems.provenance.extra

@@ -54,7 +54,7 @@ def test_a_gpu_asked_for_on_the_cpu_build_is_a_warning_that_the_cpu_will_run(
     level, message = findings["device=cuda"]
     assert level == "warning"
     assert "needs CUDAExecutionProvider" in message
-    assert "pip install 'stemkit[gpu]'" in message
+    assert 'pip install "stemkit[gpu]", then pip uninstall -y onnxruntime onnxruntime-gpu' in message
     assert message.endswith("The CPU (CPUExecutionProvider) will run")
     assert findings["session"] == ("ok", "built on this model: runs on CPUExecutionProvider")
     assert main(["doctor", "-p", f"onnx:{model}?sources=vocals&device=cuda"]) == 0
@@ -103,3 +103,22 @@ def test_a_spec_the_provider_refuses_is_an_error_finding(capsys: pytest.CaptureF
     assert _onnx(report, 0)["spec"][0] == "error"
     assert "n_fft= is for MDX-Net models" in _onnx(report, 0)["spec"][1]
     assert "unknown model 'htdemucs_9s'" in _onnx(report, 1)["spec"][1]
+
+
+def test_two_onnxruntime_builds_side_by_side_are_a_warning_with_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pip install "stemkit[gpu]"` alone leaves onnxruntime and onnxruntime-gpu overwriting each other."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        return "1.31.1" if name == "onnxruntime-gpu" else real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    _, report = _doctor(capsys)
+    level, message = _onnx(report)["onnxruntime builds"]
+    assert level == "warning"
+    assert "onnxruntime-gpu 1.31.1 are both installed and overwrite each other's files" in message
+    assert message.endswith("pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")

@@ -22,6 +22,7 @@ from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, open_source
 from stemkit.cache.key import cache_key, separator_identity
 from stemkit.cache.store import ResultCache
+from stemkit.excerpt import takes_excerpt
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.stems import normalize_request
 from stemkit.stemset import StemSet
@@ -76,6 +77,7 @@ class CachedSeparator:
         return cache_key(source.sha256, separator_identity(self.inner, options), stems)
 
     # -- separation -----------------------------------------------------------------------------------------
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,

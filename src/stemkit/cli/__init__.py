@@ -17,7 +17,7 @@ from stemkit.cli._console import debug as _debug
 from stemkit.cli._console import err_console, print_error
 from stemkit.errors import ConfigError, StemkitError
 
-__all__ = ["COMMAND_MODULES", "build_app", "main"]
+__all__ = ["COMMAND_MODULES", "build_app", "build_command", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = ("separate", "providers", "demo", "emulate", "compare", "cache", "jobs", "doctor")
 
@@ -29,11 +29,27 @@ _ClickException: type[Exception] = next(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from stemkit import __version__
+
+        typer.echo(f"stemkit {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors (here or after a command)."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, expose_value=False, callback=_show_version,
+        help="Print stemkit's version and exit.",
+    ),
 ) -> None:
     """stemkit: one API for every music stem separation service and model."""
     _debug["traceback"] = debug
+
+
+def _debug_on() -> None:
+    _debug["traceback"] = True
 
 
 def build_app() -> typer.Typer:
@@ -48,6 +64,18 @@ def build_app() -> typer.Typer:
         import_module(f"stemkit.cli.{name}").register(app)
     _add_plugin_commands(app)
     return app
+
+
+def build_command() -> typer.core.TyperGroup:
+    """The ``stemkit`` command as click runs it: every subcommand, plugins' included, with readable help
+    (see :mod:`stemkit.cli._help`)."""
+    import typer.main
+
+    from stemkit.cli._help import polish
+
+    command = typer.main.get_command(build_app())
+    polished: typer.core.TyperGroup = polish(command, on_debug=_debug_on)
+    return polished
 
 
 def _add_plugin_commands(app: typer.Typer) -> None:
@@ -68,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _debug["traceback"] = "--debug" in args
     try:
-        app = build_app()
-        result = app(args=args, prog_name="stemkit", standalone_mode=False)
+        command = build_command()
+        result = command.main(args=args, prog_name="stemkit", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

@@ -47,7 +47,7 @@ def info_command(
 def prune_command(
     directory: str | None = typer.Option(None, "--dir", metavar="DIR", help=_DIR_HELP),
     max_size: str | None = typer.Option(
-        None, "--max-size", help="Remove least recently used results until the cache fits, e.g. 10GB."
+        None, "--max-size", metavar="SIZE", help="Remove least recently used results until the cache fits, e.g. 10GB."
     ),
     older_than: float | None = typer.Option(
         None, "--older-than", metavar="DAYS", help="Remove results not used for this many days."

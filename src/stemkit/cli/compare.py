@@ -62,33 +62,43 @@ def _labelled(providers: list[str] | None, labels: list[str]) -> dict[str, str] 
 
 def compare_command(
     inputs: list[str] = typer.Argument(
-        None, help="Audio files or folders; with --musdb and no input, every track's mixture."
+        None, metavar="INPUT...", help="Audio files or folders; with --musdb and no input, every track's mixture."
     ),
     providers: list[str] = typer.Option(
-        None, "-p", "--provider", help="A provider spec to compare (repeat: -p dsp -p 'ezstems?stems=4'). Default: dsp."
+        None, "-p", "--provider", metavar="SPEC",
+        help="A provider spec to compare (repeat: -p dsp -p 'ezstems?stems=4'). Default: dsp."
     ),
     labels: list[str] = typer.Option(
-        [], "--label", help="NAME=SPEC: show the provider SPEC as NAME (adds it if not given with -p); repeatable."
+        [], "--label", metavar="NAME=SPEC",
+        help="NAME=SPEC: show the provider SPEC as NAME (adds it if not given with -p); repeatable."
     ),
     references: Path | None = typer.Option(
-        None, "--references", help="Reference stems: a stem folder for one input, or a MUSDB18-HQ layout."
+        None, "--references", metavar="DIR",
+        help="Reference stems: a stem folder for one input, or a MUSDB18-HQ layout."
     ),
-    musdb: Path | None = typer.Option(None, "--musdb", help="A MUSDB18-HQ root (train/ and test/ track folders)."),
+    musdb: Path | None = typer.Option(
+        None, "--musdb", metavar="DIR", help="A MUSDB18-HQ root (train/ and test/ track folders)."
+    ),
     metrics: str | None = typer.Option(
         None,
         "--metrics",
+        metavar="METRICS",
         help="Comma-separated: sdr, si-sdr, bss (against references); consistency, agreement, consensus, leakage, "
         "peak, clipped, loudness, activity, or indicators for all of these (no references needed).",
     ),
-    stems: str | None = typer.Option(None, "--stems", help="Stems to score, e.g. vocals,drums (default: all it can)."),
+    stems: str | None = typer.Option(
+        None, "--stems", metavar="STEMS", help="Stems to score, e.g. vocals,drums (default: all it can)."
+    ),
     reports: list[Path] = typer.Option(
-        [], "--report", help="Write the report: out.html (with players), .png, .json, .csv or .md (repeatable)."
+        [], "--report", metavar="FILE",
+        help="Write the report: out.html (with players), .png, .json, .csv or .md (repeatable)."
     ),
     excerpt: str | None = typer.Option(
-        None, "--excerpt", help="START:END seconds the HTML report plays (default: the busiest 20 s)."
+        None, "--excerpt", metavar="START:END",
+        help="START:END seconds the HTML report plays (default: the busiest 20 s)."
     ),
     cache: Path | None = typer.Option(
-        None, "--cache", help="Keep separations in this folder, so a re-run bills no provider twice."
+        None, "--cache", metavar="DIR", help="Keep separations in this folder, so a re-run bills no provider twice."
     ),
     no_baselines: bool = typer.Option(
         False, "--no-baselines", help="Leave out the mixture and oracle baselines added with references."

@@ -14,9 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_command(
-    directory: Path = typer.Argument(..., help="Folder to write mixture.wav and the stems into."),
-    seconds: float = typer.Option(30.0, "--seconds", help="Length of the song."),
-    sample_rate: int = typer.Option(44_100, "--sample-rate", help="Sample rate in Hz."),
+    directory: Path = typer.Argument(..., metavar="DIR", help="Folder to write mixture.wav and the stems into."),
+    seconds: float = typer.Option(30.0, "--seconds", metavar="SECONDS", help="Length of the song."),
+    sample_rate: int = typer.Option(44_100, "--sample-rate", metavar="HZ", help="Sample rate in Hz."),
 ) -> None:
     """Write a synthesized demo song: mixture.wav plus vocals, drums, bass and other."""
     from stemkit.demo import DEMO_STEMS, make_demo

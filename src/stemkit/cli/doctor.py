@@ -107,7 +107,8 @@ def _version() -> str:
 
 def doctor_command(
     provider: str | None = typer.Option(
-        None, "--provider", "-p", help="A provider spec or chain to check, e.g. 'onnx:htdemucs?device=cuda'."
+        None, "--provider", "-p", metavar="SPEC",
+        help="A provider spec or chain to check, e.g. 'onnx:htdemucs?device=cuda'."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:

@@ -34,10 +34,11 @@ def register(app: typer.Typer) -> None:
 @jobs_app.command("list")
 def list_command(
     status: str | None = typer.Option(
-        None, "--status", help="Only pending (not finished yet), finished or failed (failed or expired) jobs."
+        None, "--status", metavar="STATUS",
+        help="Only pending (not finished yet), finished or failed (failed or expired) jobs."
     ),
-    provider: str | None = typer.Option(None, "-p", "--provider", help="Only this provider's jobs."),
-    limit: int = typer.Option(50, "-n", "--limit", help="At most this many, newest first (0: all)."),
+    provider: str | None = typer.Option(None, "-p", "--provider", metavar="NAME", help="Only this provider's jobs."),
+    limit: int = typer.Option(50, "-n", "--limit", metavar="N", help="At most this many, newest first (0: all)."),
     ledger_path: str | None = typer.Option(
         None, "--ledger", metavar="FILE", help="The ledger file (default: ledger.sqlite3 in the cache folder)."
     ),

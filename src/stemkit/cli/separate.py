@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,17 +30,52 @@ def register(app: typer.Typer) -> None:
 
 
 def separate_command(
-    inputs: list[str] = typer.Argument(..., help="Audio files, folders of audio files, or http(s) URLs."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Audio files, folders of audio files, or http(s) URLs."
+    ),
     provider: str | None = typer.Option(
-        None, "-p", "--provider", help="Provider spec or chain, e.g. 'dsp' or 'stemsplit?quality=best | dsp'."
+        None, "-p", "--provider", metavar="SPEC",
+        help="Provider spec or chain, e.g. 'dsp' or 'stemsplit?quality=best | dsp'.",
     ),
-    stems: str | None = typer.Option(None, "--stems", help="Comma-separated stems, e.g. vocals,instrumental."),
-    output: Path = typer.Option(Path("separated"), "-o", "--output", help="Output folder."),
-    fmt: str = typer.Option("wav", "--format", help="wav, flac or mp3."),
+    stems: str | None = typer.Option(
+        None, "--stems", metavar="STEMS", help="Comma-separated stems, e.g. vocals,instrumental."
+    ),
+    output: Path = typer.Option(Path("separated"), "-o", "--output", metavar="DIR", help="Output folder."),
+    fmt: str = typer.Option("wav", "--format", metavar="wav|flac|mp3", help="Output format."),
     template: str = typer.Option(
-        "{input}/{stem}.{ext}", "--template", help="File name template: {input} {stem} {ext} {provider}."
+        "{input}/{stem}.{ext}", "--template", metavar="TEMPLATE",
+        help="File name template: {input} {stem} {ext} {provider} {model}.",
     ),
-    jobs: int = typer.Option(1, "-j", "--jobs", help="How many inputs to separate at once."),
+    bit_depth: int | None = typer.Option(
+        None, "--bit-depth", metavar="16|24|32",
+        help="wav: 16, 24 or 32 (float, the default); flac: 16 or 24 (the default).",
+    ),
+    bitrate: int | None = typer.Option(
+        None, "--bitrate", metavar="KBPS", help="mp3: a constant bit rate in kbps (default 320)."
+    ),
+    vbr_quality: float | None = typer.Option(
+        None, "--vbr-quality", metavar="0-9", help="mp3: a variable bit rate, LAME's -V (0 best, 9 smallest)."
+    ),
+    clip: str = typer.Option(
+        "auto", "--clip", metavar="MODE",
+        help="Samples above full scale: rescale (the whole set by one gain), clamp, none, or auto (rescale for "
+        "formats that would clip; float wav is kept exact).",
+    ),
+    normalize: str | None = typer.Option(
+        None, "--normalize", metavar="MODE",
+        help="Scale each set by one gain: peak (to -1 dBFS), peak:DBFS, loudness (the mixture to -14 LUFS) or "
+        "loudness:LUFS.",
+    ),
+    sample_rate: int | None = typer.Option(
+        None, "--sample-rate", metavar="HZ", help="Write the stems at this sample rate (default: the input's)."
+    ),
+    offset: str | None = typer.Option(
+        None, "--offset", metavar="TIME", help="Separate from this point: seconds or [HH:]MM:SS."
+    ),
+    duration: str | None = typer.Option(
+        None, "--duration", metavar="TIME", help="Separate only this long: seconds or [HH:]MM:SS."
+    ),
+    jobs: int = typer.Option(1, "-j", "--jobs", metavar="N", min=1, help="How many inputs to separate at once."),
     timeout: float | None = typer.Option(
         None, "--timeout", metavar="SECONDS",
         help="Give up on an input after this many seconds (hosted providers default to 30 min + 2x its length).",
@@ -68,8 +104,8 @@ def separate_command(
     --max-cost refuses a run over budget.
 
     \f
-    Where and how the stems will be written is checked first: a template typo or an unwritable folder is
-    exit 2 before anything is separated (or billed).
+    Where and how the stems will be written is checked first: a template typo, an unwritable folder or an
+    output setting the encoder refuses is exit 2 before anything is separated (or billed).
     """
     from stemkit.batch import separate_many
     from stemkit.cache.policy import cli_cache
@@ -90,14 +126,17 @@ def separate_command(
         return 0
 
     bar = _bar()
+    say = _results_printer(bar)
     rows: list[tuple[str, str, str, str]] = []
     done: list[BatchItem] = []
     failures = 0
     with bar if bar is not None else _Quiet():
         outcomes = separate_many(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
-            progress=_reporter(bar), timeout=timeout, cache=cache, max_cost=max_cost, ledger=ledger,
-        )
+            bit_depth=bit_depth, bitrate=bitrate, vbr_quality=vbr_quality, clip=clip, normalize=normalize,
+            output_sample_rate=sample_rate, offset=offset, duration=duration, progress=_reporter(bar),
+            timeout=timeout, cache=cache, max_cost=max_cost, ledger=ledger,
+        )  # fmt: skip
         for item in outcomes:
             done.append(item)
             if item.error is not None:
@@ -105,9 +144,8 @@ def separate_command(
                 print_error(item.error, about=str(item.input))
                 rows.append((str(item.input), "-", f"{item.seconds:.1f}", f"failed: {item.error}"))
                 continue
-            for folder in sorted({p.parent for p in item.paths.values()}):
-                files = ", ".join(p.name for p in item.paths.values() if p.parent == folder)
-                console.print(f"{item.input} -> {folder}/ ({files})")
+            for line in _success_lines(item):
+                say(line)
             outcome = {"cached": "ok (cached)", "resumed": "ok (resumed)"}.get(item.origin or "", "ok")
             rows.append((str(item.input), item.provider or "-", f"{item.seconds:.1f}", outcome))
     if len(rows) > 1:
@@ -117,6 +155,34 @@ def separate_command(
         err_console.print(table)
     print_summary(done)
     return 1 if failures else 0
+
+
+def _success_lines(item: BatchItem) -> list[str]:
+    """``song.wav -> out/song/ (vocals.wav, drums.wav) by dsp (stemsplit failed)``: where the stems are, which
+    provider made them (a fallback is visible), and what saving did to their level."""
+    result = item.result
+    by = ""
+    if result is not None:
+        detours = [f"{a.provider} {a.outcome}" for a in result.provenance.attempts if a.outcome != "ok"]
+        notes = [*detours, *(["cached"] if result.provenance.cache is not None else [])]
+        by = f" by {result.provenance.spec or result.provider}" + (f" ({', '.join(notes)})" if notes else "")
+    levels = getattr(item.paths, "levels", None)
+    if levels is not None and levels.gain != 1.0:
+        by += f"; {', '.join(levels.reasons)} ({levels.gain_db:+.1f} dB)"
+    lines = []
+    for folder in sorted({p.parent for p in item.paths.values()}):
+        files = ", ".join(p.name for p in item.paths.values() if p.parent == folder)
+        lines.append(f"{item.input} -> {folder}/ ({files}){by}")
+    return lines
+
+
+def _results_printer(bar: Progress | None) -> Callable[[str], None]:
+    """Where a result line goes. On a terminal that also shows the progress bars, through the bars' own
+    console: it prints above them, never glued to a bar nor erased by the next redraw. Otherwise (stdout
+    redirected, or no bars) plainly to stdout, where scripts read it."""
+    if bar is not None and sys.stdout.isatty():
+        return lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 class _Quiet:
@@ -133,7 +199,7 @@ def _bar() -> Progress | None:
         return None
     return Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"), TimeElapsedColumn(),
-        console=err_console,
+        console=err_console, redirect_stdout=False, redirect_stderr=False,
     )
 
 

@@ -18,6 +18,7 @@ from stemkit._boundary import error_boundary
 from stemkit._portal import sync_method
 from stemkit.audio import AudioSource, open_source
 from stemkit.errors import ConfigError, StemkitError
+from stemkit.excerpt import takes_excerpt
 from stemkit.protocol import ProgressCallback, Separator
 from stemkit.stems import Plan, normalize_request
 from stemkit.stemset import StemSet
@@ -47,6 +48,7 @@ class Composite(abc.ABC):
     ) -> StemSet:  # fmt: skip
         """The composite's own work on the opened input (``deadline``: a ``time.monotonic()`` instant)."""
 
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,

@@ -46,6 +46,7 @@ from stemkit._portal import run_sync
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
 from stemkit.config import parse_spec
 from stemkit.errors import ConfigError, InputError, OutputError, ProviderLimitError, SeparationTimeout
+from stemkit.excerpt import takes_excerpt
 from stemkit.ledger import fitted_piece
 from stemkit.protocol import Capabilities, ProgressCallback, ProgressEvent, Separator
 from stemkit.provenance import Attempt, Cost, Provenance
@@ -462,9 +463,11 @@ class Fitted:
     def __repr__(self) -> str:
         return f"<Fitted {self.inner!r} fit={self.mode}>"
 
+    @takes_excerpt
     async def aseparate(
         self,
         audio: Any,
+        /,
         *,
         stems: Iterable[str] | str | None = None,
         progress: ProgressCallback | None = None,

@@ -81,6 +81,11 @@ class Emulator(Protocol):
         """The app to serve; it removes what it stored in its lifespan shutdown."""
         ...
 
+    # Optional (read with getattr), for what ``stemkit emulate`` prints after the base URL:
+    #   default_api_key: str  the key the emulator accepts when none is given (``--api-key``)
+    #   base_url_env: str     the environment variable the provider reads its base URL from
+    #   api_key_env: str      the environment variable the provider reads its key from
+
 
 @dataclass(frozen=True)
 class RunningServer:

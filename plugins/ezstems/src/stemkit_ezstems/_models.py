@@ -83,7 +83,8 @@ class ErrorBody(_Wire):
 
     def text(self, default: str) -> str:
         parts = [p for p in (self.error, self.message) if p]
-        return ": ".join(parts) if parts else default
+        # no final full stop: the message goes on ("…: Invalid API key; set EZSTEMS_API_KEY …")
+        return ": ".join(parts).rstrip(".") if parts else default
 
 
 def envelope_data(body: Any) -> Any:

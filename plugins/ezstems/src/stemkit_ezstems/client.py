@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -87,9 +88,15 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
     common["code"] = body.error
     endpoint = ctx.url.rsplit("/", 1)[-1]
     if ctx.status_code == 401:
+        # The emulator's printout is where a key for a local server comes from; the real service's keys are
+        # made on its site (keys.php needs a logged-in user).
+        real = urlsplit(ctx.url).hostname == urlsplit(DEFAULT_BASE_URL).hostname
+        source = (
+            "make one on EzStems' site" if real else "for stemkit's emulator, the key `stemkit emulate ezstems` prints"
+        )
         return AuthenticationError(
             f"{where} was refused: {said}; set {ENV_API_KEY} (or pass api_key=) to an active key for this service "
-            "(`stemkit emulate ezstems` prints its emulator's key)",
+            f"({source})",
             **common,
         )
     if ctx.status_code == 403:

@@ -5,7 +5,8 @@
                                  api_key=emu.api_key)
         emu.count("GET", "status")           # requests that reached the server, faulted ones included
 
-Needs the ``emulator`` extra (starlette, uvicorn, python-multipart, stemkit-dsp).
+Needs stemkit's ``emulators`` extra (starlette, uvicorn, python-multipart):
+``pip install "stemkit[ezstems,emulators]"``.
 """
 
 from __future__ import annotations

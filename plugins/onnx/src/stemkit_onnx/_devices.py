@@ -25,8 +25,10 @@ from stemkit.errors import ConfigError, ProviderUnavailableError
 __all__ = [
     "CPU",
     "DEVICES",
+    "GPU_RECIPE",
     "DeviceChoice",
     "available_providers",
+    "conflicting_builds",
     "onnxruntime_build",
     "parse_device",
     "select_device",
@@ -42,12 +44,18 @@ DML = "DmlExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "coreml", "directml", "directml:N", "dml")
 
 _EP_FOR = {"cpu": CPU, "cuda": CUDA, "coreml": COREML, "directml": DML}
+#: Both builds install the module ``onnxruntime``, and stemkit-onnx (through demucs-onnx) requires the CPU one,
+#: so the GPU build is two steps: the extra, then the GPU build alone in place of both (docs: "Devices").
+GPU_RECIPE = (
+    'pip install "stemkit[gpu]", then pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu'
+)
 _GPU_HINT = {
-    "cuda": "install the GPU build: pip install 'stemkit[gpu]' (onnxruntime-gpu in place of onnxruntime; "
-    "it needs an NVIDIA driver with CUDA 12 and cuDNN 9)",
+    "cuda": f"install the GPU build: {GPU_RECIPE} (it needs an NVIDIA driver with CUDA 12 and cuDNN 9)",
     "directml": "install onnxruntime-directml in place of onnxruntime (Windows)",
     "coreml": "use onnxruntime >= 1.17 on macOS, whose wheels include CoreML",
 }
+#: The other builds of onnxruntime; each installs the module ``onnxruntime`` too.
+_BUILDS = ("onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-silicon", "onnxruntime-openvino")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|coreml|directml|dml)(?::(\d+))?$")
 
 
@@ -59,13 +67,27 @@ def available_providers() -> list[str]:
 def onnxruntime_build() -> str:
     """Which onnxruntime distribution is installed (``onnxruntime``, ``onnxruntime-gpu``, ...) and its version."""
     found = []
-    builds = ("onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-silicon", "onnxruntime-openvino")
-    for dist in (*builds, "onnxruntime"):
+    for dist in (*_BUILDS, "onnxruntime"):
         try:
             found.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             continue
     return ", ".join(found) if found else f"onnxruntime {ort.__version__}"
+
+
+def conflicting_builds() -> list[str]:
+    """The onnxruntime distributions installed side by side (e.g. ``onnxruntime`` and ``onnxruntime-gpu``).
+
+    They install the same module, so whichever was installed last has overwritten the other's files: after
+    ``pip install "stemkit[gpu]"`` alone that is often the CPU build, and CUDA is missing.
+    """
+    found = []
+    for dist in ("onnxruntime", *_BUILDS):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found if len(found) > 1 else []
 
 
 def parse_device(value: str) -> tuple[str, int | None]:

@@ -15,7 +15,15 @@ from typing import Any
 from stemkit.config import ProviderSpec
 from stemkit.errors import StemkitError
 from stemkit_onnx import hub, uvr
-from stemkit_onnx._devices import CPU, available_providers, onnxruntime_build, select_device, session_fallback
+from stemkit_onnx._devices import (
+    CPU,
+    GPU_RECIPE,
+    available_providers,
+    conflicting_builds,
+    onnxruntime_build,
+    select_device,
+    session_fallback,
+)
 from stemkit_onnx._offline import offline_reason
 
 __all__ = ["diagnose"]
@@ -35,9 +43,13 @@ def diagnose(spec: ProviderSpec | None) -> list[dict[str, str]]:
         _f("ok", "onnxruntime", onnxruntime_build()),
         _f("info", "execution providers", ", ".join(available)),
     ]
+    clash = conflicting_builds()
+    if clash:
+        fix = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+        out.append(_f("warning", "onnxruntime builds", f"{' and '.join(clash)} are both installed and overwrite "
+                      f"each other's files (the module is whichever was installed last); keep one, e.g. {fix}"))
     if not gpus:
-        out.append(_f("info", "GPU", "this onnxruntime build has no GPU provider; for an NVIDIA GPU install "
-                      "pip install 'stemkit[gpu]' (onnxruntime-gpu in place of onnxruntime)"))
+        out.append(_f("info", "GPU", f"this onnxruntime build has no GPU provider; for an NVIDIA GPU: {GPU_RECIPE}"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = select_device("auto").names[0]

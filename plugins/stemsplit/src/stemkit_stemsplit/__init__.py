@@ -5,7 +5,8 @@
 
 Extras outside the Separator protocol live on :class:`StemSplitClient` (balance, job lists, webhooks) and
 :func:`verify_and_parse` (webhook deliveries). The emulator (``stemkit emulate stemsplit``) is in
-:mod:`stemkit_stemsplit.emulator` and needs the ``emulator`` extra.
+:mod:`stemkit_stemsplit.emulator` and needs stemkit's ``emulators`` extra
+(``pip install "stemkit[stemsplit,emulators]"``).
 """
 
 from stemkit_stemsplit._wire import Balance, Job, JobList, UploadTicket, Webhook, WebhookEvent

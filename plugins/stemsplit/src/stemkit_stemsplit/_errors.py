@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from stemkit.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -10,6 +12,7 @@ from stemkit.errors import (
     QuotaExceededError,
 )
 from stemkit.hosted import ErrorContext
+from stemkit_stemsplit._wire import DEFAULT_BASE_URL
 
 __all__ = ["map_error"]
 
@@ -30,10 +33,15 @@ def map_error(ctx: ErrorContext) -> ProviderError | None:
     if status == 400 and code in _LIMIT_CODES:
         return ProviderLimitError(f"{said}; {_LIMIT_CODES[code]}", **kw)
     if status == 401:
+        # Where a key comes from depends on who answered: StemSplit's own site for the real service, the
+        # emulator's printout for `stemkit emulate stemsplit` (never the real settings page for a local server).
+        if urlsplit(ctx.url).hostname == urlsplit(DEFAULT_BASE_URL).hostname:
+            source = "StemSplit's keys are at https://stemsplit.io/app/settings/api"
+        else:
+            source = "for stemkit's emulator, the key `stemkit emulate stemsplit` prints"
         return AuthenticationError(
             f"{said}; set STEMSPLIT_API_KEY (or pass api_key=) to a valid key for {ctx.url.rsplit('/', 1)[0]} "
-            "(StemSplit's keys are at https://stemsplit.io/app/settings/api; `stemkit emulate stemsplit` prints "
-            "its emulator's key)",
+            f"({source})",
             **kw,
         )
     if status == 402:

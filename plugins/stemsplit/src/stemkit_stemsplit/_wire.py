@@ -11,7 +11,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+#: Where the real service lives (the OpenAPI document's production server).
+DEFAULT_BASE_URL = "https://stemsplit.io/api/v1"
+
 __all__ = [
+    "DEFAULT_BASE_URL",
     "OUTPUT_TYPES",
     "AudioMetadata",
     "Balance",

@@ -36,7 +36,7 @@ from stemkit.hosted import (
     read_key,
 )
 from stemkit_stemsplit._errors import map_error
-from stemkit_stemsplit._wire import Balance, Job, JobList, UploadTicket, Webhook
+from stemkit_stemsplit._wire import DEFAULT_BASE_URL, Balance, Job, JobList, UploadTicket, Webhook
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -47,7 +47,6 @@ __all__ = [
     "resolve_settings",
 ]
 
-DEFAULT_BASE_URL = "https://stemsplit.io/api/v1"
 ENV_API_KEY = "STEMSPLIT_API_KEY"
 ENV_BASE_URL = "STEMSPLIT_BASE_URL"
 PROVIDER = "stemsplit"

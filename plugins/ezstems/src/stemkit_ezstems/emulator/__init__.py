@@ -38,6 +38,10 @@ class EzStemsEmulator:
 
     api_path = PREFIX
     fault_kinds = FAULT_KINDS
+    default_api_key = DEFAULT_API_KEY
+    #: what ``stemkit emulate ezstems`` tells the user to set, so the ezstems provider talks to it
+    base_url_env = "EZSTEMS_BASE_URL"
+    api_key_env = "EZSTEMS_API_KEY"
 
     def create_app(self, settings: EmulatorSettings) -> ASGIApp:
         return build(settings).app

@@ -69,6 +69,9 @@ class _Entry:
     api_path = API_PATH
     default_api_key = DEFAULT_API_KEY
     fault_kinds = FAULT_KINDS
+    #: what ``stemkit emulate stemsplit`` tells the user to set, so the stemsplit provider talks to it
+    base_url_env = "STEMSPLIT_BASE_URL"
+    api_key_env = "STEMSPLIT_API_KEY"
 
     def create_app(self, settings: EmulatorSettings) -> ASGIApp:
         return StemSplitEmulator(EmulatorConfig.from_settings(settings)).app
