@@ -5,7 +5,7 @@ local ones run in worker threads."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,14 +114,26 @@ async def aseparate_many(
     progress: ProgressCallback | None = None,
     timeout: float | None = None,
     cache: Any = None,
+    engine: str = "local",
+    engine_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[BatchItem]:
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
 
     The one implementation of a batch (:func:`separate_many` runs it). A problem with the request as a whole
     (a bad provider spec, format, template or concurrency) is raised before any separation starts; after
     that, each input's failure is its own item's ``error`` and the batch goes on. ``timeout`` bounds each
-    input's separation (seconds; hosted providers have a default).
+    input's separation (seconds; hosted providers have a default). ``engine`` runs the batch elsewhere (an
+    engine plugin such as ``"ray"``, configured by ``engine_options``; see :mod:`stemkit.engines`).
     """
+    if engine != "local" or engine_options is not None:
+        from stemkit.engines import run_engine
+
+        async for outcome in run_engine(
+            engine, engine_options, inputs, provider, stems=stems, concurrency=concurrency, output_dir=output_dir,
+            format=format, template=template, progress=progress, timeout=timeout, cache=cache,
+        ):  # fmt: skip
+            yield outcome
+        return
     with error_boundary():
         prepared = await anyio.to_thread.run_sync(
             _prepare, inputs, provider, stems, concurrency, output_dir, format, template
