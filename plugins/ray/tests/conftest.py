@@ -53,6 +53,19 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def short_songs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Eight distinct songs of 1.5 to 3 seconds (each at its own level: no two share a cache entry)."""
+    root = tmp_path_factory.mktemp("short")
+    songs = []
+    for index in range(8):
+        demo = make_demo(tmp_path_factory.mktemp(f"short{index}"), seconds=1.5 + 0.5 * (index % 4))
+        audio, rate = sf.read(demo, dtype="float32")
+        songs.append(root / f"short{index}.wav")
+        sf.write(songs[-1], audio * (1.0 - index / 20), rate, subtype="PCM_16")
+    return songs
+
+
 def mask_peak_timestamp(data: bytes) -> bytes:
     """A WAV file's bytes with libsndfile's PEAK chunk timestamp zeroed: it records when the file was
     written, so two runs of the same separation differ there and nowhere else."""

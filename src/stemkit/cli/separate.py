@@ -44,6 +44,12 @@ def separate_command(
         None, "--cache", metavar="DIR", help="Cache every provider's results in this folder or fsspec URL."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Use no result cache (not even for paid providers)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="Where the batch runs: local (this process) or an engine plugin, e.g. ray."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", metavar="ADDR", help="With --engine ray: the cluster ('auto', 'ray://head:10001')."
+    ),
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed.
 
@@ -57,14 +63,15 @@ def separate_command(
     from stemkit.cache.policy import cli_cache
 
     cache = cli_cache(cache_dir, no_cache)
+    engine_options = _engine_options(engine, ray_address)
 
-    bar = _bar()
+    bar = _bar() if engine == "local" else None  # an engine shows its own progress (one bar for the run)
     rows: list[tuple[str, str, str, str]] = []
     failures = 0
     with bar if bar is not None else _Quiet():
         outcomes = separate_many(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
-            progress=_reporter(bar), timeout=timeout, cache=cache,
+            progress=_reporter(bar), timeout=timeout, cache=cache, engine=engine, engine_options=engine_options,
         )
         for item in outcomes:
             if item.error is not None:
@@ -84,6 +91,16 @@ def separate_command(
             table.add_row(*row)
         err_console.print(table)
     return 1 if failures else 0
+
+
+def _engine_options(engine: str, ray_address: str | None) -> dict[str, str] | None:
+    from stemkit.errors import ConfigError
+
+    if ray_address is None:
+        return None
+    if engine != "ray":
+        raise ConfigError(f"--ray-address is for --engine ray (this run uses --engine {engine})")
+    return {"address": ray_address}
 
 
 class _Quiet:

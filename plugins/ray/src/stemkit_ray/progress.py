@@ -55,8 +55,10 @@ class Tally:
         """Songs per second over the recent window (None until two songs have finished)."""
         if len(self._recent) < 2:
             return None
-        span = self._recent[-1] - (self._recent[0] if len(self._recent) == _RATE_WINDOW else self.started)
-        count = len(self._recent) if len(self._recent) == _RATE_WINDOW else self.finished
+        if len(self._recent) == _RATE_WINDOW:  # the songs between the oldest and newest kept
+            span, count = self._recent[-1] - self._recent[0], len(self._recent) - 1
+        else:  # every song since the start
+            span, count = self._recent[-1] - self.started, self.finished
         return count / span if span > 0 else None
 
     def eta(self) -> float | None:
