@@ -30,7 +30,9 @@ def separate_command(
         None, "-p", "--provider", help="Provider spec or chain, e.g. 'dsp' or 'stemsplit?quality=best | dsp'."
     ),
     stems: str | None = typer.Option(None, "--stems", help="Comma-separated stems, e.g. vocals,instrumental."),
-    output: Path = typer.Option(Path("separated"), "-o", "--output", help="Output folder."),
+    output: str = typer.Option(
+        "separated", "-o", "--output", help="Output folder (with --engine ray, also an fsspec URL: s3://…)."
+    ),
     fmt: str = typer.Option("wav", "--format", help="wav, flac or mp3."),
     template: str = typer.Option(
         "{input}/{stem}.{ext}", "--template", help="File name template: {input} {stem} {ext} {provider}."
