@@ -23,6 +23,20 @@ def start_ray(num_cpus: int = 2) -> None:
                  log_to_driver=False, configure_logging=False)  # fmt: skip
 
 
+def wait_idle(timeout: float = 120.0) -> None:
+    """Wait until the previous run's actors have released their CPUs (Ray tears a pool down after the
+    run's last row), so a run is not charged for the one before it."""
+    import time
+
+    import ray
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if ray.available_resources().get("CPU", 0.0) >= ray.cluster_resources().get("CPU", 0.0) - 1e-6:
+            return
+        time.sleep(0.2)
+
+
 def songs(count: int, seconds: float) -> list[Path]:
     """``count`` distinct songs (the demo song at different levels: no two share a cache entry)."""
     root = Path(tempfile.mkdtemp(prefix="stemkit-bench-ray-"))

@@ -25,7 +25,7 @@ from typing import Any
 import stemkit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _ray_common import TreeCpu, songs, start_ray
+from _ray_common import TreeCpu, songs, start_ray, wait_idle
 
 
 def batch(paths: list[Path], engine: str, concurrency: int) -> tuple[float, float]:
@@ -33,6 +33,7 @@ def batch(paths: list[Path], engine: str, concurrency: int) -> tuple[float, floa
     options = None
     if engine == "ray":
         options = {"num_cpus": 0.75, "task_cpus": 0.25, "progress_bar": False, "manifest": None}
+        wait_idle()
     with TreeCpu() as cpu:
         start = time.perf_counter()
         for item in stemkit.separate_many(paths, "dsp", output_dir=out, cache=False, concurrency=concurrency,

@@ -24,13 +24,14 @@ from typing import Any
 import stemkit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _ray_common import TreeCpu, songs, start_ray
+from _ray_common import TreeCpu, songs, start_ray, wait_idle
 
 
 def run(paths: list[Path], actors: int) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix="stemkit-bench-ray-out-"))
     options = {"actors": actors, "num_cpus": 0.75, "task_cpus": 0.25, "progress_bar": False, "manifest": None}
     finished = []
+    wait_idle()
     with TreeCpu() as cpu:
         start = time.perf_counter()
         for item in stemkit.separate_many(paths, "dsp", output_dir=out, cache=False, engine="ray",

@@ -31,13 +31,22 @@ SEPARATION_ACTOR = "SeparateSongs"
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
-    """A real local Ray, started once: 2 CPUs, 256 MB of object store, no dashboard."""
-    os.environ.setdefault("STEMSPLIT_API_KEY", DEFAULT_API_KEY)
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False,
-            configure_logging=False,
-        )  # fmt: skip
+    """A real local Ray, started once: 2 CPUs, 256 MB of object store, no dashboard. Its workers get the
+    emulator's key from the environment Ray starts with; this process's environment is put back at once, so
+    no other test sees the key."""
+    before = os.environ.get("STEMSPLIT_API_KEY")
+    os.environ["STEMSPLIT_API_KEY"] = DEFAULT_API_KEY
+    try:
+        if not ray.is_initialized():
+            ray.init(
+                num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False,
+                configure_logging=False,
+            )  # fmt: skip
+    finally:
+        if before is None:
+            del os.environ["STEMSPLIT_API_KEY"]
+        else:
+            os.environ["STEMSPLIT_API_KEY"] = before
     yield
     ray.shutdown()
 
@@ -132,8 +141,9 @@ def stemsplit_emulator() -> Callable[..., Emulated]:
         yield start  # type: ignore[misc]
 
 
-def separation_workers() -> list[int]:
-    """PIDs of the processes running the separation actors (Ray names them by actor class)."""
+def separation_workers(*, busy: bool = False) -> list[int]:
+    """PIDs of the processes of the separation actors (Ray titles them by actor class, and by the method while
+    one runs: ``ray::MapWorker(MapBatches(SeparateSongs)).submit``); ``busy``: only those separating now."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -142,13 +152,14 @@ def separation_workers() -> list[int]:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if title.startswith("ray::") and SEPARATION_ACTOR in title:
+        if title.startswith("ray::") and SEPARATION_ACTOR in title and (not busy or ".submit" in title):
             found.append(int(entry.name))
     return found
 
 
 class Killer:
-    """Kills one separation worker (SIGKILL, as the OOM killer or a lost node would) once ``ready()`` holds."""
+    """Kills one separation worker while it separates a song (SIGKILL, as the OOM killer or a lost node
+    would), once ``ready()`` holds."""
 
     def __init__(self, ready: Callable[[], bool], *, deadline: float = 120.0) -> None:
         self.ready = ready
@@ -170,7 +181,7 @@ class Killer:
         # Polling is the only way to see another process's state; bounded in count and time.
         while not self._stop.is_set() and time.monotonic() < end:
             if self.ready():
-                workers = separation_workers()
+                workers = separation_workers(busy=True)
                 if workers:
                     self.killed = workers[0]
                     os.kill(workers[0], signal.SIGKILL)

@@ -15,7 +15,7 @@ import stemkit
 from stemkit.errors import ConfigError, InputError, OutputError
 from stemkit_ray import MANIFEST_FIELDS
 
-from .conftest import Killer, audio_of, same_files, separation_workers
+from .conftest import Killer, audio_of, same_files
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -134,12 +134,12 @@ def test_a_worker_killed_mid_song_is_retried_and_every_song_completes_exactly_on
 
     songs = []
     for index in range(4):
-        demo = make_demo(tmp_path_factory.mktemp(f"long{index}"), seconds=20.0 + index)
+        demo = make_demo(tmp_path_factory.mktemp(f"long{index}"), seconds=10.0 + index)
         songs.append(demo)
     log: list[str] = []
 
-    def separating() -> bool:  # a song is inside an actor: one has reported progress, none has finished yet
-        return bool(separation_workers()) and len(log) == 0
+    def separating() -> bool:  # no song has come back yet (the Killer picks an actor inside a song)
+        return len(log) == 0
 
     with Killer(separating) as killer:
         items = []
@@ -236,3 +236,56 @@ def test_without_an_output_folder_the_stems_come_back_in_memory(catalogue: Path)
         assert item.result["instrumental"].derived == direct[item.name]["instrumental"].derived
         for stem in item.result:
             assert item.result[stem].audio.tobytes() == direct[item.name][stem].audio.tobytes()
+
+
+def test_a_local_onnx_model_separates_in_the_actor_pool_as_it_does_locally(
+    catalogue: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from stemkit_onnx.testing import gain_model
+
+    halves = np.stack([np.eye(2, dtype=np.float32) * 0.5, np.eye(2, dtype=np.float32) * 0.5])
+    model = gain_model(tmp_path / "halves.onnx", halves, segment=4096)
+    spec = f"onnx:{model}?sources=vocals,other&device=cpu&threads=1"
+    songs = sorted(catalogue.glob("song*.wav"))[:2]
+    local = {i.name: i for i in stemkit.separate_many(songs, spec, output_dir=tmp_path / "local")}
+    remote = list(stemkit.separate_many(songs, spec, output_dir=tmp_path / "ray", engine="ray",
+                                        engine_options={**SMALL, "actors": 1}))  # fmt: skip
+    assert [item.ok for item in remote] == [True, True]
+    for item in remote:
+        assert item.provider == "onnx"
+        for stem, path in item.paths.items():
+            assert audio_of(path) == audio_of(local[item.name].paths[stem])
+    workers = {row["worker"] for row in _manifest(tmp_path / "ray")}
+    assert len(workers) == 1  # one actor, its model loaded once, separated both songs
+
+
+def test_a_song_that_kills_its_worker_every_time_is_a_failed_row_not_a_failed_run(
+    catalogue: Path, tmp_path: Path
+) -> None:
+    import sys
+
+    from ray import cloudpickle
+
+    from .fragile import Fragile
+
+    cloudpickle.register_pickle_by_value(sys.modules[Fragile.__module__])  # the workers cannot import tests
+    songs = sorted(catalogue.glob("song*.wav"))[:2]
+    poison = tmp_path / "poison.wav"
+    poison.write_bytes(songs[0].read_bytes())
+    items = {
+        item.name: item
+        for item in stemkit.separate_many(
+            [*songs, poison], Fragile(), output_dir=tmp_path / "out", cache=False, engine="ray",
+            engine_options={**SMALL, "actors": 1, "max_task_retries": 1},
+        )
+    }  # fmt: skip
+    assert set(items) == {"song0", "song1", "poison"}
+    assert items["song0"].ok
+    assert items["song1"].ok
+    assert type(items["poison"].error).__name__ == "WorkerLostError"
+    assert "poison.wav" in str(items["poison"].error)
+    rows = {row["name"]: row["status"] for row in _manifest(tmp_path / "out")}
+    assert rows == {"song0": "ok", "song1": "ok", "poison": "failed"}

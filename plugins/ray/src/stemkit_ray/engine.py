@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,7 +89,9 @@ class _Plan:
     items: list[str | Path]
     names: list[str]
     worker: WorkerConfig
-    decode: bool
+    #: a hosted provider is in the spec: its actors get the file's bytes (not decoded audio), and the cluster
+    #: gets a rate limiter
+    hosted: bool
     output: OutputPlan | None
     manifest: str | None
     actors: int
@@ -144,12 +147,13 @@ class RayEngine:
                     yield self._report(item, record, manifest, tally, request)
             finished = True
         finally:
-            await anyio.to_thread.run_sync(run.close)
-            if manifest is not None:
-                if finished:
-                    await anyio.to_thread.run_sync(manifest.commit)
-                else:
-                    manifest.abort()
+            with anyio.CancelScope(shield=True):  # a cancelled or abandoned run still stops its pipeline
+                await anyio.to_thread.run_sync(run.close)
+                if manifest is not None:
+                    if finished:
+                        await anyio.to_thread.run_sync(manifest.commit)
+                    else:
+                        manifest.abort()
 
     @staticmethod
     def _report(
@@ -188,7 +192,7 @@ class RayEngine:
             items=items,
             names=names,
             worker=worker,
-            decode=not hosted,
+            hosted=hosted,
             output=output,
             manifest=_manifest_target(opts.manifest, request.output_dir, output),
             actors=actors,
@@ -396,16 +400,17 @@ class _Run:
 
         _connect(self.options)
         plan, opts = self.plan, self.options
-        limiter_cls = ray.remote(ClusterRateLimiter)
-        self.limiter = limiter_cls.options(num_cpus=0, max_concurrency=10_000).remote(
-            plan.rates, margin=opts.rate_margin
-        )
+        if plan.hosted:  # one rate limiter for the whole cluster
+            limiter_cls = ray.remote(ClusterRateLimiter)
+            self.limiter = limiter_cls.options(num_cpus=0, max_concurrency=10_000).remote(
+                plan.rates, margin=opts.rate_margin
+            )
         rows = [new_row(i, str(item), name) for i, (item, name) in enumerate(zip(plan.items, plan.names, strict=True))]
         blocks = min(len(rows), _MAX_INPUT_BLOCKS)
         ds: Any = ray.data.from_items(rows, override_num_blocks=blocks)
         del rows
         ds = ds.map(hash_input, num_cpus=opts.task_cpus)
-        ds = ds.map(decode_input, fn_kwargs={"decode": plan.decode}, num_cpus=opts.task_cpus)
+        ds = ds.map(decode_input, fn_kwargs={"decode": not plan.hosted}, num_cpus=opts.task_cpus)
         with warnings.catch_warnings():
             # Ray Data names no parameter for actor task retries yet and warns about the generic ones; the
             # filter lives for this call only (stemkit installs no warning filter of its own).
@@ -462,8 +467,12 @@ class _Run:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    """What a Ray error says in a line: its first line, and the last (the worker's own error) when it quotes
+    a traceback."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0][:300] if len(lines) == 1 else f"{lines[0][:200]} … {lines[-1][:200]}"
 
 
 def _connect(options: RayOptions) -> None:

@@ -141,9 +141,10 @@ class SeparateSongs:
         row = {**row, "worker": self.worker}
         result: StemSet | None = None
         with scratch_folder("input") as scratch:
-            source = self._source(row, scratch)
+            source: AudioSource | str | None = None
             try:
                 with error_boundary():
+                    source = await anyio.to_thread.run_sync(self._source, row, scratch)  # file I/O off the loop
                     extra: dict[str, Any] = {} if self.config.timeout is None else {"timeout": self.config.timeout}
                     result = await self.separator.aseparate(source, stems=self.config.stems, **extra)
                     done = result
