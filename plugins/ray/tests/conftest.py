@@ -141,19 +141,39 @@ def stemsplit_emulator() -> Callable[..., Emulated]:
         yield start  # type: ignore[misc]
 
 
-def separation_workers(*, busy: bool = False) -> list[int]:
-    """PIDs of the processes of the separation actors (Ray titles them by actor class, and by the method while
-    one runs: ``ray::MapWorker(MapBatches(SeparateSongs)).submit``); ``busy``: only those separating now."""
-    found = []
+def _descendants() -> set[int]:
+    """This process's descendants: the Ray it started (raylet, workers, actors), and nothing else on the
+    machine — a test kills only processes it started."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    mine.discard(os.getpid())
+    return mine
+
+
+def separation_workers(*, busy: bool = False) -> list[int]:
+    """PIDs of this session's separation actor processes (Ray titles them by actor class, and by the method
+    while one runs: ``ray::MapWorker(MapBatches(SeparateSongs)).submit``); ``busy``: only those separating now."""
+    found = []
+    for pid in sorted(_descendants()):
         try:
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if title.startswith("ray::") and SEPARATION_ACTOR in title and (not busy or ".submit" in title):
-            found.append(int(entry.name))
+            found.append(pid)
     return found
 
 

@@ -174,13 +174,22 @@ def test_a_worker_killed_after_submitting_a_hosted_job_does_not_submit_it_twice(
 ) -> None:
     emulated = stemsplit_emulator(processing_seconds=3.0)
     songs = sorted(catalogue.glob("song*.wav"))
-    with Killer(lambda: len(emulated.job_posts()) >= 1) as killer:
+    in_flight: list[str] = []
+
+    def job_in_flight() -> bool:  # the provider holds a job not finished yet: its song is inside the actor
+        running = [j.file_name for j in list(emulated.emulator.state.jobs.values()) if j.status in ("PENDING",
+                   "PROCESSING")]  # fmt: skip
+        in_flight[:] = running
+        return bool(running)
+
+    with Killer(job_in_flight) as killer:
         items = list(
             stemkit.separate_many(
                 songs, emulated.spec(), output_dir=tmp_path / "out", concurrency=4, engine="ray", engine_options=SMALL
             )
         )
     assert killer.killed is not None
+    assert in_flight, "the worker was not killed while a job was in flight"
     assert all(item.ok for item in items), [str(item.error) for item in items]
     assert sorted(emulated.jobs_by_file().values()) == [1, 1, 1, 1]
 
