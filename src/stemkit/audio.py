@@ -82,6 +82,7 @@ class AudioSource:
 
     ``path`` is always a local file (bytes, file-like objects and arrays are written to a temporary file the
     first time a provider asks for one, e.g. to upload it); ``read()`` decodes to float32 (channels, frames).
+    ``sha256`` is for audio hashed elsewhere (an array another worker decoded from a file: the file's hash).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class AudioSource:
         array: FloatArray | None = None,
         sample_rate: int | None = None,
         name: str | None = None,
+        sha256: str | None = None,
     ) -> None:
         self.kind: SourceKind = kind
         self.url = url
@@ -103,7 +105,9 @@ class AudioSource:
         self._array_rate = sample_rate
         self._info: _Info | None = None
         self._decoded: tuple[FloatArray, int] | None = None
-        self._sha256: str | None = None
+        # Given when the audio was hashed elsewhere: an array decoded by another process from a file keeps the
+        # file's identity (the result cache and the job ledger key on it), not that of its samples.
+        self._sha256: str | None = sha256
         self._tempdir: Path | None = None
         self.name = name or (str(path) if path else url or f"<{kind}>")
 

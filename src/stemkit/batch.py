@@ -5,7 +5,7 @@ local ones run in worker threads."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,10 +73,7 @@ class _Job:
 
     def save_options(self) -> dict[str, Any]:
         """:meth:`StemSet.save`'s keywords for these settings."""
-        s = self.settings
-        return {"format": s.format, "template": self.template, "bit_depth": s.bit_depth, "bitrate": s.bitrate,
-                "vbr_quality": s.vbr_quality, "clip": s.clip, "normalize": s.normalize,
-                "sample_rate": s.sample_rate}  # fmt: skip
+        return {**self.settings.save_options(), "template": self.template}
 
 
 async def _one(job: _Job, item: str | Path, name: str, limiter: anyio.CapacityLimiter) -> BatchItem:
@@ -169,6 +166,8 @@ async def aseparate_many(
     cache: Any = None,
     max_cost: Any = None,
     ledger: Any = None,
+    engine: str = "local",
+    engine_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[BatchItem]:
     """Async generator of :class:`BatchItem`, in completion order, at most ``concurrency`` at a time.
 
@@ -181,7 +180,8 @@ async def aseparate_many(
     ``output_sample_rate``, which is :meth:`StemSet.save <stemkit.stemset.StemSet.save>`'s ``sample_rate``)
     are those of ``StemSet.save``. Run again after an interruption, a batch redoes only what is unfinished:
     results already made come from the result cache and jobs already submitted are resumed through the job
-    ledger (``ledger``; each item's ``origin`` says which).
+    ledger (``ledger``; each item's ``origin`` says which). ``engine`` runs the batch elsewhere (an engine
+    plugin such as ``"ray"``, configured by ``engine_options``; see :mod:`stemkit.engines`).
     """
     from stemkit.budget import Budget, spending_limit
     from stemkit.ledger import using_ledger
@@ -192,9 +192,20 @@ async def aseparate_many(
             sample_rate=output_sample_rate,
         )  # fmt: skip
         start, length = parse_excerpt(offset, duration)
+        budget = Budget.parse(max_cost)
+    if engine != "local" or engine_options is not None:
+        from stemkit.engines import run_engine
+
+        async for outcome in run_engine(
+            engine, engine_options, inputs, provider, stems=stems, concurrency=concurrency, output_dir=output_dir,
+            settings=settings, template=template, offset=start, duration=length, progress=progress,
+            timeout=timeout, cache=cache, budget=budget, ledger=ledger,
+        ):  # fmt: skip
+            yield outcome
+        return
+    with error_boundary():
         prepared = await anyio.to_thread.run_sync(_prepare, inputs, stems, concurrency, output_dir, settings, template)
         items, names, requested, out = prepared
-        budget = Budget.parse(max_cost)
         separator = load(provider, cache=cache)
     owned = separator is not provider  # a Separator the caller passed in stays the caller's to close
     try:

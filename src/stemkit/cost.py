@@ -294,7 +294,9 @@ def check_budget(
     from stemkit.ledger import resolve_ledger
 
     requested = normalize_request(stems)
-    call = {k: v for k, v in options.items() if k not in ("timeout", "sample_rate")}
+    # offset=/duration= cut the input before any provider sees it: the estimate is then for the whole input,
+    # an upper bound (the excerpt is not made just to be measured)
+    call = {k: v for k, v in options.items() if k not in ("timeout", "sample_rate", "offset", "duration")}
     rate = sample_rate if sample_rate is not None else options.get("sample_rate")
     journal = resolve_ledger(ledger)
     found = Estimates(_estimate_input(separator, item, requested, call, rate, journal) for item in inputs)

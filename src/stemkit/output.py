@@ -168,6 +168,12 @@ class OutputSettings:
     normalize: Normalization | None = None
     sample_rate: int | None = None
 
+    def save_options(self) -> dict[str, Any]:
+        """:meth:`StemSet.save <stemkit.stemset.StemSet.save>`'s keywords for these settings."""
+        return {"format": self.format, "bit_depth": self.bit_depth, "bitrate": self.bitrate,
+                "vbr_quality": self.vbr_quality, "clip": self.clip, "normalize": self.normalize,
+                "sample_rate": self.sample_rate}  # fmt: skip
+
     @property
     def major(self) -> str:
         return OUTPUT_FORMATS[self.format][0]

@@ -40,7 +40,10 @@ def separate_command(
     stems: str | None = typer.Option(
         None, "--stems", metavar="STEMS", help="Comma-separated stems, e.g. vocals,instrumental."
     ),
-    output: Path = typer.Option(Path("separated"), "-o", "--output", metavar="DIR", help="Output folder."),
+    output: str = typer.Option(
+        "separated", "-o", "--output", metavar="DIR",
+        help="Output folder (with --engine ray, also an fsspec URL: s3://…).",
+    ),
     fmt: str = typer.Option("wav", "--format", metavar="wav|flac|mp3", help="Output format."),
     template: str = typer.Option(
         "{input}/{stem}.{ext}", "--template", metavar="TEMPLATE",
@@ -95,6 +98,13 @@ def separate_command(
     no_ledger: bool = typer.Option(
         False, "--no-ledger", help="Do not record hosted jobs in the job ledger (a killed run then cannot resume them)."
     ),
+    engine: str = typer.Option(
+        "local", "--engine", metavar="NAME",
+        help="Where the batch runs: local (this process) or an engine plugin, e.g. ray.",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", metavar="ADDR", help="With --engine ray: the cluster ('auto', 'ray://head:10001')."
+    ),
 ) -> int:
     """Separate each input into stems under the output folder; exit 1 if any input failed.
 
@@ -113,6 +123,7 @@ def separate_command(
 
     cache = cli_cache(cache_dir, no_cache)
     ledger = False if no_ledger else None
+    engine_options = _engine_options(engine, ray_address)
     if dry_run:
         from stemkit.budget import Budget
         from stemkit.cli._plan import print_plan
@@ -125,7 +136,7 @@ def separate_command(
             budget.check(plan, what=f"separating these {len(plan)} input(s)")
         return 0
 
-    bar = _bar()
+    bar = _bar() if engine == "local" else None  # an engine shows its own progress (one bar for the run)
     say = _results_printer(bar)
     rows: list[tuple[str, str, str, str]] = []
     done: list[BatchItem] = []
@@ -135,7 +146,8 @@ def separate_command(
             inputs, provider, stems=stems, concurrency=jobs, output_dir=output, format=fmt, template=template,
             bit_depth=bit_depth, bitrate=bitrate, vbr_quality=vbr_quality, clip=clip, normalize=normalize,
             output_sample_rate=sample_rate, offset=offset, duration=duration, progress=_reporter(bar),
-            timeout=timeout, cache=cache, max_cost=max_cost, ledger=ledger,
+            timeout=timeout, cache=cache, max_cost=max_cost, ledger=ledger, engine=engine,
+            engine_options=engine_options,
         )  # fmt: skip
         for item in outcomes:
             done.append(item)
@@ -183,6 +195,16 @@ def _results_printer(bar: Progress | None) -> Callable[[str], None]:
     if bar is not None and sys.stdout.isatty():
         return lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
     return lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _engine_options(engine: str, ray_address: str | None) -> dict[str, str] | None:
+    from stemkit.errors import ConfigError
+
+    if ray_address is None:
+        return None
+    if engine != "ray":
+        raise ConfigError(f"--ray-address is for --engine ray (this run uses --engine {engine})")
+    return {"address": ray_address}
 
 
 class _Quiet:

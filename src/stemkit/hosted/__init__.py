@@ -10,6 +10,8 @@ A hosted plugin is a small file on top of this:
   (:class:`RetryPolicy`), idempotency keys kept across retries, ``X-RateLimit-*`` parsing
   (:class:`RateLimitInfo`), bounded answers (:class:`Limits`), an ``error_mapper`` hook (:class:`ErrorContext`
   → a :mod:`stemkit.errors` error, :func:`default_error` as fallback), streamed uploads and atomic downloads.
+* :class:`RateLimiter` and :func:`install_rate_limiter` — the hook that keeps many processes within one
+  provider's rate limit (:mod:`stemkit.hosted.limiter`).
 * :func:`poll_job` — wait for a job with a backoff honoring the provider's estimate, reporting progress.
 * :class:`Secret` and :func:`read_key` — an API key that prints as ``***`` and is read safely.
 * ``stemkit.hosted.emulator`` and ``stemkit.hosted.faults`` — serve an emulator on loopback, fault
@@ -22,6 +24,7 @@ from stemkit.hosted.files import TransferProgress
 from stemkit.hosted.jobs import JobSnapshot, JobState, PollOutcome, PollPolicy, StageReporter, poll_job
 from stemkit.hosted.keys import ApiScope, Secret, read_key
 from stemkit.hosted.lifecycle import HostedSeparator, Output, Submission, download_limit, require_outputs
+from stemkit.hosted.limiter import RateLimiter, RateScope, install_rate_limiter, installed_rate_limiter, rate_limited
 from stemkit.hosted.mapping import (
     ErrorContext,
     ErrorMapper,
@@ -48,6 +51,8 @@ __all__ = [
     "PollPolicy",
     "PresignedURLRejected",
     "RateLimitInfo",
+    "RateLimiter",
+    "RateScope",
     "Reply",
     "RetryPolicy",
     "Secret",
@@ -56,9 +61,12 @@ __all__ = [
     "TransferProgress",
     "default_error",
     "download_limit",
+    "install_rate_limiter",
+    "installed_rate_limiter",
     "parse_answer",
     "parse_retry_after",
     "poll_job",
+    "rate_limited",
     "read_key",
     "require_outputs",
     "safe_url",

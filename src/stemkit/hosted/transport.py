@@ -7,6 +7,8 @@ What it guarantees, so a plugin does not have to:
 * one retry layer (:class:`~stemkit.hosted.RetryPolicy`, tenacity) honoring ``Retry-After`` and the caller's
   deadline; a POST sent with an idempotency key keeps the same key on every retry;
 * ``X-RateLimit-*`` headers parsed into :attr:`~AsyncHostedTransport.last_rate_limit` after every response;
+* the installed rate limiter (:mod:`stemkit.hosted.limiter`), if any, asked before every request to the API
+  and told what each answer from the API said, so many processes can share one provider's limit;
 * bounded answers: each request has a total time budget (a trickling server cannot stretch it), JSON bodies
   a size limit, downloads the limit their caller sets, counted after decompression as well as on the wire;
 * every failure a :mod:`stemkit.errors` error — failed answers mapped by the plugin's ``error_mapper``
@@ -52,6 +54,7 @@ from stemkit.hosted._retry import (
 )
 from stemkit.hosted.files import TransferProgress, file_chunks, multipart_body, receive_file
 from stemkit.hosted.keys import ApiScope, Secret
+from stemkit.hosted.limiter import RateScope, installed_rate_limiter
 from stemkit.hosted.mapping import ErrorContext, ErrorMapper, Reply, default_error, safe_url
 
 __all__ = ["AsyncHostedTransport", "HostedTransport", "Limits"]
@@ -323,8 +326,10 @@ class AsyncHostedTransport:
 
         async def attempt() -> Path:
             budget = self.limits.transfer_seconds(max_bytes)
+            await self._acquire(call.url)
             with anyio.move_on_after(budget) as scope:
                 async with self._client.stream("GET", call.url, params=params, headers=call.headers) as response:
+                    await self._observe(response.url, response.status_code, response.headers)
                     if not response.is_success:
                         self._settle(await self._read(response, call, success=False))
                     return await receive_file(response, dest, max_bytes=max_bytes, progress=progress)
@@ -382,10 +387,13 @@ class AsyncHostedTransport:
         return (await anyio.to_thread.run_sync(path.stat)).st_size
 
     async def _exchange(self, call: _Call, budget: float, **kwargs: Any) -> Reply:
-        """One attempt: send, read the answer within ``budget`` seconds in total, settle it."""
+        """One attempt: send, read the answer within ``budget`` seconds in total, settle it. A wait for the
+        rate limiter comes first and is not part of the budget (the caller's deadline bounds it)."""
+        await self._acquire(call.url)
         with anyio.move_on_after(budget) as scope:
             async with self._client.stream(call.method, call.url, **kwargs) as response:
                 reply = await self._read(response, call, success=response.is_success)
+            await self._observe(reply.url, reply.status_code, reply.headers)
             return self._settle(reply)
         assert scope.cancelled_caught
         raise RequestTimedOut(budget)
@@ -411,6 +419,18 @@ class AsyncHostedTransport:
             if success and declared is not None and response.num_bytes_downloaded != declared:
                 raise IncompleteBody(response.num_bytes_downloaded, declared)
         return Reply(call.method, response.url, response.status_code, response.headers, b"".join(chunks), self.provider)
+
+    async def _acquire(self, url: str) -> None:
+        """Wait for the installed rate limiter's go-ahead before a request to the API (storage is not limited)."""
+        limiter = installed_rate_limiter()
+        if limiter is not None and self.is_api_url(url):
+            await limiter.acquire(RateScope(self.provider, self.base_url))
+
+    async def _observe(self, url: httpx.URL, status: int, headers: Mapping[str, str]) -> None:
+        """Tell the installed rate limiter what an answer from the API said about the limit."""
+        limiter = installed_rate_limiter()
+        if limiter is not None and self.is_api_url(url):
+            await limiter.observe(RateScope(self.provider, self.base_url), status, RateLimitInfo.from_headers(headers))
 
     def _settle(self, reply: Reply) -> Reply:
         """Record rate limits; raise the retry/error signals for failed answers."""
