@@ -66,9 +66,11 @@ def test_the_core_depends_on_no_plugin_and_each_extra_brings_its_provider(core_w
         assert distribution in wanted(extra)
     assert {"stemkit-onnx", "onnxruntime-gpu"} <= wanted("gpu")
     everything = wanted("all")
-    for extra in extras - {"all", "gpu", "museval", "dev"}:
+    for extra in extras - {"all", "gpu", "museval", "ray", "dev"}:
         assert wanted(extra) <= everything, f"stemkit[all] leaves out the {extra} extra"
     assert "onnxruntime-gpu" not in everything  # it replaces onnxruntime: a deliberate, separate step
+    assert wanted("ray") == {"stemkit-ray"}  # an execution engine, its own extra (a cluster runtime, not in all)
+    assert "stemkit-ray" not in everything
 
 
 def test_the_installed_core_distribution_is_what_registers_dsp() -> None:

@@ -345,9 +345,7 @@ class JobLedger:
         self.busy_timeout = busy_timeout
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                self._migrate(db)
+            self._prepare()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"job ledger: {self.path} is not a usable SQLite file ({exc}); move it aside") from exc
         except OSError as exc:
@@ -355,6 +353,24 @@ class JobLedger:
 
     def __repr__(self) -> str:
         return f"JobLedger({str(self.path)!r})"
+
+    def _prepare(self) -> None:
+        """WAL mode and the schema. Switching a new file to WAL can answer "database is locked" at once, without
+        waiting for the busy timeout, while another process does the same: such an answer is tried again until
+        the busy timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                with self._connect() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    self._migrate(db)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # another process holds the lock for a moment; nothing to wait on but time
+            pause = min(pause * 2, 0.2)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -695,17 +711,16 @@ def resolve_ledger(setting: Any = None) -> JobLedger | None:
 
 
 def _open(path: Path, *, explicit: bool) -> JobLedger | None:
-    with _OPENED_LOCK:
+    with _OPENED_LOCK:  # held while opening: two threads of this process never prepare one file at once
         found = _OPENED.get(path)
-    if found is not None and found.path.exists():
-        return found
-    try:
-        ledger = JobLedger(path)
-    except ConfigError as exc:
-        if explicit:
-            raise
-        warnings.warn(f"stemkit {exc}; hosted jobs are not recorded", LedgerWarning, stacklevel=4)
-        return None
-    with _OPENED_LOCK:
+        if found is not None and found.path.exists():
+            return found
+        try:
+            ledger = JobLedger(path)
+        except ConfigError as exc:
+            if explicit:
+                raise
+            warnings.warn(f"stemkit {exc}; hosted jobs are not recorded", LedgerWarning, stacklevel=4)
+            return None
         _OPENED[path] = ledger
     return ledger

@@ -88,7 +88,10 @@ class StemSplit:
 def stemsplit_emulator(**config: Any) -> Iterator[StemSplit]:
     from stemkit_stemsplit.emulator import DEFAULT_API_KEY, EmulatorConfig, StemSplitEmulator
 
-    emulator = StemSplitEmulator(EmulatorConfig(**{"processing_seconds": 0.02, "queue_seconds": 0.0, **config}))
+    # No rate limit: these tests poll every few milliseconds, and a 429's Retry-After (up to a minute) would
+    # only make them slow (the limit's own behaviour is tested with the transport and the Ray engine).
+    settings = {"processing_seconds": 0.02, "queue_seconds": 0.0, "rate_limit": 1_000_000, **config}
+    emulator = StemSplitEmulator(EmulatorConfig(**settings))
     with emulator.serve() as server:
         yield StemSplit(emulator, server.base_url, DEFAULT_API_KEY)
 

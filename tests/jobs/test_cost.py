@@ -21,7 +21,10 @@ from stemkit.ledger import JobLedger
 from stemkit.protocol import Capabilities
 from stemkit.provenance import Cost
 
+from ..conftest import installed
 from .conftest import POLL, StemSplit, abandon_after_submission, write_song
+
+INLINE_ENGINE = Path(__file__).parents[1] / "plugins" / "stemkit-inline-engine"
 
 
 def test_stemsplit_estimates_each_job_rounded_up_to_a_second(song: Path, stemsplit: StemSplit) -> None:
@@ -105,6 +108,27 @@ def test_max_cost_refuses_a_batch_over_budget_before_any_request(songs: list[Pat
         done = list(stemkit.separate_many(songs, sep, stems="vocals", max_cost="8 seconds"))
     assert sum(item.cost.amount for item in done if item.cost) == 8.0
     assert stemsplit.jobs() == 4
+
+
+def test_max_cost_refuses_a_batch_on_an_engine_before_the_engine_starts(
+    songs: list[Path], stemsplit: StemSplit, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with installed(INLINE_ENGINE, tmp_path_factory.mktemp("site")):
+        from stemkit_inline_engine import InlineEngine
+
+        InlineEngine.requests.clear()
+        ledger = tmp_path_factory.mktemp("ledger") / "jobs.sqlite3"
+        with stemsplit.load() as sep:
+            with pytest.raises(BudgetExceededError, match="8 seconds"):
+                list(stemkit.separate_many(songs, sep, stems="vocals", max_cost=7, engine="inline"))
+            assert InlineEngine.requests == []
+            assert stemsplit.requests() == []
+            done = list(stemkit.separate_many(songs[:1], sep, stems="vocals", max_cost="2 seconds",
+                                              ledger=JobLedger(ledger), engine="inline"))  # fmt: skip
+        (request, _), = InlineEngine.requests
+    assert request.ledger == ledger  # the ledger's file, for workers in other processes to open
+    assert [item.ok for item in done] == [True]
+    assert [entry.status for entry in JobLedger(ledger).entries()] == ["finished"]
 
 
 def test_work_already_paid_for_costs_nothing_against_a_budget(songs: list[Path], stemsplit: StemSplit) -> None:

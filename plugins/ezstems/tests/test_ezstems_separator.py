@@ -23,11 +23,14 @@ from stemkit.errors import (
     SeparationTimeout,
 )
 from stemkit.hosted import PollPolicy, RetryPolicy
+from stemkit.ledger import using_ledger
 from stemkit.protocol import ProgressEvent
 from stemkit_ezstems import ArchiveWarning, EzStemsClient, EzStemsSeparator
 from stemkit_ezstems.emulator import DEFAULT_API_KEY as KEY
 from stemkit_ezstems.emulator import HOSTILE_VARIANTS
 from stemkit_ezstems.testing import RunningEmulator as Emu
+
+from .conftest import write_song
 
 EmuFactory = Callable[..., Emu]
 SeparatorFactory = Callable[..., EzStemsSeparator]
@@ -321,17 +324,35 @@ def test_a_successful_result_keeps_only_the_stems(
 # -- async --------------------------------------------------------------------------------------------------
 
 
-def test_concurrent_async_separations_each_get_their_own_job(
-    make_emulator: EmuFactory, separator_for: SeparatorFactory, song: Path
+def test_concurrent_async_separations_of_different_songs_each_get_their_own_job(
+    make_emulator: EmuFactory, separator_for: SeparatorFactory, tmp_path: Path
 ) -> None:
+    emu = make_emulator(workers=3)
+    sep = separator_for(emu)
+    songs = [write_song(tmp_path / f"song{n}.wav", seconds=1.0 + n / 10) for n in range(3)]
+
+    async def run() -> list[stemkit.StemSet]:
+        return list(await asyncio.gather(*(sep.aseparate(song, stems=["vocals"]) for song in songs)))
+
+    results = asyncio.run(run())
+    assert len({r.provenance.job_id for r in results}) == 3
+    assert [r["vocals"].audio.shape for r in results] == [(2, sf.info(song).frames) for song in songs]
+
+
+def test_the_same_song_asked_for_three_times_at_once_is_one_job(
+    make_emulator: EmuFactory, separator_for: SeparatorFactory, song: Path, tmp_path: Path
+) -> None:
+    # The job ledger finds the first request's open entry: the others wait for that job, not a second bill.
     emu = make_emulator(workers=3)
     sep = separator_for(emu)
 
     async def run() -> list[stemkit.StemSet]:
-        return list(await asyncio.gather(*(sep.aseparate(song, stems=["vocals"]) for _ in range(3))))
+        with using_ledger(tmp_path / "ledger.sqlite3"):
+            return list(await asyncio.gather(*(sep.aseparate(song, stems=["vocals"]) for _ in range(3))))
 
     results = asyncio.run(run())
-    assert len({r.provenance.job_id for r in results}) == 3
+    assert len({r.provenance.job_id for r in results}) == 1
+    assert emu.count("POST", "upload") == 1
     assert all(r["vocals"].audio.shape == (2, sf.info(song).frames) for r in results)
 
 

@@ -217,6 +217,25 @@ def test_fsspec_urls_for_inputs_outputs_and_manifest(catalogue: Path, tmp_path: 
     assert not list((tmp_path / "remote-out").rglob("*.part"))
 
 
+def test_output_settings_and_an_excerpt_make_the_files_a_local_batch_makes(catalogue: Path, tmp_path: Path) -> None:
+    songs = sorted(catalogue.glob("song*.wav"))[:2]
+    asked: dict[str, Any] = {"format": "flac", "bit_depth": 16, "normalize": "peak", "offset": 0.25, "duration": 1.0}
+    local = {i.name: i for i in stemkit.separate_many(songs, "dsp", output_dir=tmp_path / "local", **asked)}
+    remote = list(stemkit.separate_many(songs, "dsp", output_dir=tmp_path / "ray", engine="ray",
+                                        engine_options={**SMALL, "actors": 1}, **asked))  # fmt: skip
+    assert sorted(item.name for item in remote) == sorted(local)
+    for item in remote:
+        mine = local[item.name]
+        assert item.ok
+        assert mine.ok
+        assert item.result is not None
+        assert mine.result is not None
+        assert item.result.provenance.excerpt == mine.result.provenance.excerpt is not None
+        assert {p.suffix for p in item.paths.values()} == {".flac"}
+        for stem, path in item.paths.items():
+            assert same_files(path, mine.paths[stem]), f"{item.name}/{stem} differs from the local batch's"
+
+
 def test_requests_that_cannot_run_fail_before_anything_starts(catalogue: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="private to each process"):
         list(stemkit.separate_many([catalogue], "dsp", output_dir="memory://out", engine="ray"))

@@ -18,7 +18,7 @@ from typing import Any, Self
 import anyio.to_thread
 import numpy as np
 
-from stemkit._portal import run_sync
+from stemkit._portal import run_sync, sync_method
 from stemkit.audio import AudioSource, open_source
 from stemkit.cache.key import cache_key, separator_identity
 from stemkit.cache.store import ResultCache
@@ -130,25 +130,10 @@ class CachedSeparator:
         result.close()  # the stored copy replaces it; its temporary files go now
         return stored
 
-    def separate(
-        self,
-        audio: Any,
-        /,
-        *,
-        stems: Iterable[str] | str | None = None,
-        progress: ProgressCallback | None = None,
-        sample_rate: int | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> StemSet:
-        """Blocking :meth:`aseparate`."""
-        return run_sync(
-            self._call, audio, stems=stems, progress=progress, sample_rate=sample_rate, timeout=timeout,
-            options=options,
-        )  # fmt: skip
-
-    async def _call(self, audio: Any, *, options: dict[str, Any], **named: Any) -> StemSet:
-        return await self.aseparate(audio, **named, **options)
+    separate = sync_method(
+        aseparate,
+        """Blocking :meth:`aseparate` (its one implementation, run to completion from synchronous code).""",
+    )
 
     async def alookup(
         self, audio: Any, *, stems: Iterable[str] | str | None = None, sample_rate: int | None = None,

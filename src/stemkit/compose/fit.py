@@ -42,7 +42,7 @@ import anyio
 import anyio.to_thread
 import soundfile as sf
 
-from stemkit._portal import run_sync
+from stemkit._portal import sync_method
 from stemkit.audio import AudioSource, FloatArray, normalize_audio, open_source
 from stemkit.config import parse_spec
 from stemkit.errors import ConfigError, InputError, OutputError, ProviderLimitError, SeparationTimeout
@@ -482,20 +482,10 @@ class Fitted:
             options=options, overlap=self.overlap, chunk_seconds=self.chunk_seconds, concurrency=self.concurrency,
         )  # fmt: skip
 
-    def separate(
-        self,
-        audio: Any,
-        *,
-        stems: Iterable[str] | str | None = None,
-        progress: ProgressCallback | None = None,
-        sample_rate: int | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> StemSet:
-        """Blocking :meth:`aseparate`."""
-        return run_sync(
-            self.aseparate, audio, stems=stems, progress=progress, sample_rate=sample_rate, timeout=timeout, **options
-        )
+    separate = sync_method(
+        aseparate,
+        """Blocking :meth:`aseparate` (its one implementation, run to completion from synchronous code).""",
+    )
 
     def close(self) -> None:
         self.inner.close()

@@ -254,23 +254,28 @@ class HostedSeparator(SeparatorBase, Generic[C]):
             except BudgetExceededError:
                 if tracked is not None:
                     await tracked.discard()
+                    tracked.release()
                 raise
         if tracked is not None:
             job.idempotency_key = tracked.entry.idempotency_key
             job.notes = dict(tracked.entry.notes)
             job.__dict__["_tracked"] = tracked
         try:
-            upload = await anyio.to_thread.run_sync(lambda: job.source.path) if self._upload_needed(job) else None
-            submission = await self._submit(client, job, upload)
-        except StemkitError as exc:
-            if _refused(exc):  # the provider said no: it holds no job, and nothing was billed
-                if budget is not None and taken is not None:
-                    budget.release(taken)
-                if tracked is not None:
-                    await (tracked.failed(exc) if isinstance(exc, ProviderError) else tracked.discard())
-            raise  # anything else (a cut connection, a timeout) may have reached it: the entry stays open
-        if tracked is not None:
-            await tracked.submitted(submission.job_id)
+            try:
+                upload = await anyio.to_thread.run_sync(lambda: job.source.path) if self._upload_needed(job) else None
+                submission = await self._submit(client, job, upload)
+            except StemkitError as exc:
+                if _refused(exc):  # the provider said no: it holds no job, and nothing was billed
+                    if budget is not None and taken is not None:
+                        budget.release(taken)
+                    if tracked is not None:
+                        await (tracked.failed(exc) if isinstance(exc, ProviderError) else tracked.discard())
+                raise  # anything else (a cut connection, a timeout) may have reached it: the entry stays open
+            if tracked is not None:
+                await tracked.submitted(submission.job_id)
+        finally:
+            if tracked is not None:
+                tracked.release()  # identical requests of this process waiting on this submission look again
         return submission
 
     # -- resuming a job by its id -------------------------------------------------------------------------

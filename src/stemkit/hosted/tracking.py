@@ -12,12 +12,15 @@ an identical request would find (which may differ: a job submitted by an older s
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from stemkit.errors import JobExpiredError, StemkitError
@@ -37,6 +40,12 @@ __all__ = ["TrackedJob", "resuming"]
 
 T = TypeVar("T")
 
+#: entries a request of this process is submitting now, by (ledger file, entry id): an identical request made
+#: meanwhile (``asyncio.gather`` of the same song, two threads) waits for that job instead of submitting and
+#: paying for a second one. Another process's unconfirmed entry is sent again under its idempotency key.
+_SUBMITTING: dict[tuple[Path, int], threading.Event] = {}
+_SUBMITTING_LOCK = threading.Lock()
+
 _EXPLICIT: ContextVar[tuple[JobLedger, LedgerEntry] | None] = ContextVar("stemkit_resume_entry", default=None)
 
 
@@ -53,11 +62,16 @@ def resuming(ledger: JobLedger, entry: LedgerEntry) -> Iterator[None]:
 class TrackedJob:
     """A hosted job's entry in the ledger: :meth:`begin` before submitting, then what became of it."""
 
-    def __init__(self, ledger: JobLedger, entry: LedgerEntry, *, explicit: bool = False) -> None:
+    def __init__(
+        self, ledger: JobLedger, entry: LedgerEntry, *, explicit: bool = False, claimed: bool = False
+    ) -> None:
         self.ledger: JobLedger | None = ledger
         self.entry = entry
         #: finishing an entry named by the caller (``stemkit.resume``), not one found by an identical request
         self.explicit = explicit
+        #: this request is the one of its process submitting the entry (see :meth:`release`)
+        self.claimed = claimed
+        self._claim_path = ledger.path
 
     @classmethod
     async def begin(cls, separator: Any, job: SeparationJob) -> TrackedJob | None:
@@ -77,19 +91,50 @@ class TrackedJob:
                     )  # fmt: skip
                 return cls(ledger, fresh, explicit=True)
 
-        def open_entry() -> TrackedJob | None:
+        def open_entry() -> TrackedJob | threading.Event | None:
             ledger = resolve_ledger(current_setting())
             if ledger is None:
                 return None
             request = describe_request(separator, job)
-            try:
-                entry = ledger.begin(request, resume_within=getattr(separator, "result_retention", None))
-            except Exception as exc:  # a damaged or locked ledger: separate without it
-                _warn(ledger, exc)
-                return None
-            return cls(ledger, entry)
+            with _SUBMITTING_LOCK:  # the lookup and the claim are one step for this process's requests
+                try:
+                    entry = ledger.begin(request, resume_within=getattr(separator, "result_retention", None))
+                except Exception as exc:  # a damaged or locked ledger: separate without it
+                    _warn(ledger, exc)
+                    return None
+                claim = (ledger.path, entry.id)
+                if entry.resumable:
+                    return cls(ledger, entry)
+                busy = _SUBMITTING.get(claim)
+                if busy is not None:
+                    return busy  # an identical request of this process is submitting it right now
+                _SUBMITTING[claim] = threading.Event()
+            return cls(ledger, entry, claimed=True)
 
-        return await anyio.to_thread.run_sync(open_entry)
+        while True:
+            with anyio.CancelScope(shield=True):  # a claim made in the thread must not be lost to a cancel
+                found = await anyio.to_thread.run_sync(open_entry)
+            if isinstance(found, threading.Event):
+                # Wait for that submission, then take its job (resumable now) instead of billing a second one.
+                await anyio.to_thread.run_sync(found.wait, abandon_on_cancel=True)
+                continue
+            if found is not None and found.claimed:
+                try:
+                    await anyio.lowlevel.checkpoint()
+                except BaseException:
+                    found.release()
+                    raise
+            return found
+
+    def release(self) -> None:
+        """End this request's claim on submitting its entry (submitted, refused or failed): identical requests
+        of this process that waited look at the entry again."""
+        if self.claimed:
+            self.claimed = False
+            with _SUBMITTING_LOCK:
+                event = _SUBMITTING.pop((self._claim_path, self.entry.id), None)
+            if event is not None:
+                event.set()
 
     # -- the points of a job's life (each shielded: a deadline must not cut a record in half) ------------------
     async def submitted(self, job_id: str) -> None:
