@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
 import anyio.to_thread
 import numpy as np
 
-from stemkit._portal import run_sync, sync_method
+from stemkit._portal import sync_method
 from stemkit.audio import AudioSource, open_source
 from stemkit.cache.key import cache_key, separator_identity
 from stemkit.cache.store import ResultCache
@@ -95,10 +95,7 @@ class CachedSeparator:
         on_close = source.close if owned else None
         try:
             requested = normalize_request(stems)
-            key = await anyio.to_thread.run_sync(lambda: self.key(source, requested, **options))
-            hit = await anyio.to_thread.run_sync(
-                lambda: self.cache.get(key, source=source, spec=self.spec, on_close=on_close)
-            )
+            key, hit = await self._stored(source, requested, options, on_close)
             if hit is not None:
                 if progress is not None:
                     progress(ProgressEvent(self.name, "done", 1.0, "cached", input_name=source.name))
@@ -136,18 +133,14 @@ class CachedSeparator:
     )
 
     async def alookup(
-        self, audio: Any, *, stems: Iterable[str] | str | None = None, sample_rate: int | None = None,
+        self, audio: Any, /, *, stems: Iterable[str] | str | None = None, sample_rate: int | None = None,
         **options: Any,
     ) -> StemSet | None:  # fmt: skip
         """The stored result, or None — never a provider request (what a dry run or a planner asks)."""
         source, owned = await anyio.to_thread.run_sync(self._open, audio, sample_rate)
         on_close = source.close if owned else None
         try:
-            requested = normalize_request(stems)
-            key = await anyio.to_thread.run_sync(lambda: self.key(source, requested, **options))
-            found = await anyio.to_thread.run_sync(
-                lambda: self.cache.get(key, source=source, spec=self.spec, on_close=on_close)
-            )
+            _, found = await self._stored(source, normalize_request(stems), options, on_close)
         except BaseException:
             if owned:
                 source.close()
@@ -156,17 +149,18 @@ class CachedSeparator:
             source.close()
         return found
 
-    def lookup(
-        self, audio: Any, *, stems: Iterable[str] | str | None = None, sample_rate: int | None = None,
-        **options: Any,
-    ) -> StemSet | None:  # fmt: skip
-        """Blocking :meth:`alookup`."""
-        return run_sync(self._lookup, audio, stems, sample_rate, options)
+    lookup = sync_method(alookup, """Blocking :meth:`alookup`.""")
 
-    async def _lookup(
-        self, audio: Any, stems: Iterable[str] | str | None, sample_rate: int | None, options: dict[str, Any]
-    ) -> StemSet | None:
-        return await self.alookup(audio, stems=stems, sample_rate=sample_rate, **options)
+    async def _stored(
+        self, source: AudioSource, requested: tuple[str, ...] | None, options: dict[str, Any],
+        on_close: Callable[[], None] | None,
+    ) -> tuple[str, StemSet | None]:  # fmt: skip
+        """The cache key of this request, and the stored result under it (None: not stored)."""
+        key = await anyio.to_thread.run_sync(lambda: self.key(source, requested, **options))
+        found = await anyio.to_thread.run_sync(
+            lambda: self.cache.get(key, source=source, spec=self.spec, on_close=on_close)
+        )
+        return key, found
 
     async def aresume(self, job_id: str, /, *, audio: Any = None, progress: ProgressCallback | None = None,
                       timeout: float | None = None, ledger: Any = None) -> StemSet:  # fmt: skip
@@ -176,14 +170,7 @@ class CachedSeparator:
 
         return await aresume(job_id, provider=self, audio=audio, progress=progress, timeout=timeout, ledger=ledger)
 
-    def resume(self, job_id: str, /, *, audio: Any = None, progress: ProgressCallback | None = None,
-               timeout: float | None = None, ledger: Any = None) -> StemSet:  # fmt: skip
-        """Blocking :meth:`aresume`."""
-        return run_sync(self._resume, job_id, audio, progress, timeout, ledger)
-
-    async def _resume(self, job_id: str, audio: Any, progress: ProgressCallback | None, timeout: float | None,
-                      ledger: Any) -> StemSet:  # fmt: skip
-        return await self.aresume(job_id, audio=audio, progress=progress, timeout=timeout, ledger=ledger)
+    resume = sync_method(aresume, """Blocking :meth:`aresume`.""")
 
     @staticmethod
     def _open(audio: Any, sample_rate: int | None) -> tuple[AudioSource, bool]:
