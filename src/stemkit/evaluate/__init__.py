@@ -9,8 +9,9 @@ Nothing here is imported by ``import stemkit``; names load on first use, so ``st
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from stemkit._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from stemkit.evaluate.bsseval import BssFrames, BssReferences, bss_eval, bss_eval_frames
@@ -69,14 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stemkit.evaluate' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
